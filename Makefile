@@ -1,0 +1,133 @@
+# shmring - plain Makefile.
+#
+#   make              library (static and shared), examples, tools
+#   make demo         install packages if needed, build, run the SPSC demo
+#   make check        install packages if needed, build, run the whole test suite
+#   make SAN=asan     the same builds with AddressSanitizer + UBSan (in build-asan/)
+#   make SAN=tsan     ThreadSanitizer build (in build-tsan/)
+#   make install      PREFIX=/usr/local DESTDIR= (library, headers, shmring.pc)
+
+# One version source: the public header.
+VERSION_MAJOR := $(shell sed -n 's/^\#define SHMRING_VERSION_MAJOR //p' include/shmring.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define SHMRING_VERSION_MINOR //p' include/shmring.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define SHMRING_VERSION_PATCH //p' include/shmring.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DESTDIR ?=
+
+CC ?= cc
+CXX ?= g++
+SAN ?=
+OPT ?= -O2
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC \
+	-Iinclude -Isrc -MMD -MP
+BASE_LDLIBS := -lpthread
+
+ifeq ($(SAN),asan)
+BUILD ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SAN),tsan)
+BUILD ?= build-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else ifeq ($(SAN),)
+BUILD ?= build
+SANFLAGS :=
+else
+$(error SAN must be empty, asan or tsan)
+endif
+
+ALL_CFLAGS := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRCS := $(wildcard src/*.c)
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+STATIC := $(BUILD)/libshmring.a
+SONAME := libshmring.so.$(VERSION_MAJOR)
+SHARED := $(BUILD)/libshmring.so.$(VERSION)
+
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_HELPERS := $(BUILD)/tests/ringpeer
+
+.PHONY: all lib examples tests check check-quick demo deps install uninstall clean lint
+all: lib examples tests
+
+lib: $(STATIC) $(SHARED) $(BUILD)/shmring.pc
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS) src/libshmring.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libshmring.map \
+		-Wl,-z,defs $(ALL_LDFLAGS) -o $@ $(LIB_OBJS) $(BASE_LDLIBS)
+	ln -sf libshmring.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libshmring.so
+
+$(BUILD)/shmring.pc: shmring.pc.in include/shmring.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+examples: $(EXAMPLES)
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) $(BASE_LDLIBS)
+
+tests: $(TESTS) $(TEST_HELPERS)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) -lcmocka $(BASE_LDLIBS)
+
+# Installs the Debian packages the build and the tests need (root only; no-op when present).
+deps:
+	@scripts/install-deps.sh
+
+demo: deps
+	$(MAKE) lib examples
+	BUILD=$(BUILD) examples/demo.sh
+
+# The whole suite: normal build, ASan+UBSan build, TSan on the thread tests, linters,
+# scripts, model check. tests/run-suite.sh prints what it runs and a closing count.
+check: deps
+	tests/run-suite.sh
+
+# Just the cmocka tests of one build (SAN= selects the build).
+check-quick: tests
+	tests/run-suite.sh --only-unit --build $(BUILD)
+
+lint:
+	tests/lint.sh
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 0644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libshmring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmring.so
+	install -m 0644 include/shmring.h $(DESTDIR)$(INCLUDEDIR)/
+	test ! -f include/shmring.hpp || install -m 0644 include/shmring.hpp $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(BUILD)/shmring.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libshmring.a $(DESTDIR)$(LIBDIR)/libshmring.so \
+	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libshmring.so.$(VERSION) \
+	      $(DESTDIR)$(INCLUDEDIR)/shmring.h $(DESTDIR)$(INCLUDEDIR)/shmring.hpp \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(LIB_OBJS:.o=.d)

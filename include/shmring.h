@@ -1,0 +1,265 @@
+/*
+ * shmring.h - lock-free shared-memory ring buffers between processes.
+ *
+ * This header is the contract. Every declaration says who may call it, what
+ * progress it guarantees and every error it returns. Errors are negative errno
+ * values; shmring_strerror() turns one into a sentence, and
+ * shmring_last_error() gives this thread's detail of the last failure
+ * ("ring /orders exists with msg_size 64, you asked for 128").
+ *
+ * Vocabulary used below:
+ *   handle    - a struct shmring *, private to one process. A handle is used by
+ *               one thread at a time; separate handles to one ring may be used
+ *               from separate threads and processes at once.
+ *   producer  - a handle that pushes; consumer - a handle that pops.
+ *   wait-free - completes in a bounded number of its own steps whatever the
+ *               other participants do.
+ *   lock-free - some participant completes in a bounded number of steps; this
+ *               one may retry while others make progress.
+ *
+ * Kinds and who may call the data operations:
+ *   SHMRING_SPSC - one producer and one consumer at a time (a second
+ *                  concurrent producer or consumer corrupts nothing outside
+ *                  the ring's slots but breaks FIFO and may duplicate/lose
+ *                  messages: do not). Push and pop are wait-free.
+ *   SHMRING_MPSC - any number of producers, one consumer. Push is lock-free,
+ *                  pop is wait-free except when it meets a slot still being
+ *                  written (it then returns -EAGAIN: it never waits inside).
+ *   SHMRING_MPMC - any number of producers and consumers. Push and pop are
+ *                  lock-free.
+ */
+#ifndef SHMRING_H
+#define SHMRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMRING_VERSION_MAJOR 0
+#define SHMRING_VERSION_MINOR 1
+#define SHMRING_VERSION_PATCH 0
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SHMRING_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define SHMRING_MUST_CHECK
+#endif
+
+/* The longest accepted name, in bytes, leading slash included. */
+#define SHMRING_NAME_MAX 200
+
+/* Opaque per-process handle. */
+struct shmring;
+
+enum shmring_kind { SHMRING_SPSC = 1, SHMRING_MPSC = 2, SHMRING_MPMC = 3 };
+
+#define SHMRING_F_BLOCKING    (1u << 0) /* waits may sleep on a futex; producers wake sleepers */
+#define SHMRING_F_HUGEPAGE    (1u << 1) /* hugepages required: fail rather than fall back */
+#define SHMRING_F_NO_HUGEPAGE (1u << 2) /* normal pages even where hugepages are available */
+#define SHMRING_F_NO_MLOCK    (1u << 3) /* do not lock this process's mapping */
+#define SHMRING_F_PERSIST     (1u << 4) /* the creator's close does not unlink */
+/* Every flag bit defined above; any other bit is rejected with -EINVAL. */
+#define SHMRING_F_ALL         0x1fu
+
+struct shmring_config {
+	enum shmring_kind kind;
+	uint32_t msg_size;    /* bytes per message, > 0 */
+	uint32_t capacity;    /* messages, a power of two (>= 2) */
+	uint32_t flags;       /* SHMRING_F_*; unknown bits are an error */
+	mode_t mode;          /* 0 means 0600; applied exactly, whatever the umask */
+	size_t page_size;     /* 0: the system's default hugepage size */
+	uint64_t reserved[4]; /* must be zero: room to grow without breaking the ABI */
+};
+
+/*
+ * shmring_create - create a named ring and return a handle to it.
+ *
+ * @name: "/something": one leading slash, no other slash, at most
+ *        SHMRING_NAME_MAX bytes. Names share one namespace (the one of
+ *        shm_open) whatever the backing.
+ * @cfg:  the ring's shape; see struct shmring_config. The file is created
+ *        exclusively (O_EXCL) with cfg->mode (0600 when 0) and never through a
+ *        symlink. The memory is pre-faulted and, unless SHMRING_F_NO_MLOCK,
+ *        locked.
+ * @out:  receives the handle on success; untouched on failure.
+ *
+ * Caller: any thread. Blocking: it makes system calls (open, mmap, mlock) and
+ * returns in bounded time.
+ *
+ * Returns 0, or:
+ *   -EINVAL        NULL argument; bad name; msg_size 0; capacity not a power
+ *                  of two or < 2; unknown kind or flag bits; non-zero
+ *                  reserved fields; HUGEPAGE with NO_HUGEPAGE
+ *   -ENAMETOOLONG  name longer than SHMRING_NAME_MAX
+ *   -EEXIST        a ring (or any file) of that name exists
+ *   -ELOOP         a symlink stands at the name
+ *   -ENOMEM        the ring does not fit (msg_size x capacity overflows), or
+ *                  mmap/mlock failed for lack of memory or of RLIMIT_MEMLOCK
+ *   others         from the system, unchanged (-EACCES, -EPERM, -ENOSPC, ...)
+ */
+int shmring_create(const char *name, const struct shmring_config *cfg, struct shmring **out);
+
+/*
+ * shmring_attach - attach to a named ring, waiting for it to appear.
+ *
+ * Attach trusts nothing in the file: its size comes from fstat and every header
+ * field is checked. Attach takes no role.
+ *
+ * @expect: may be NULL. Its non-zero kind, msg_size and capacity must match the
+ *          ring; SHMRING_F_BLOCKING set in expect must be set in the ring;
+ *          NO_MLOCK and NO_HUGEPAGE in expect are this process's own choices and
+ *          are applied, not matched. Other flag bits are matched if set; unknown
+ *          bits and non-zero reserved fields are -EINVAL.
+ * @timeout_ns: how long to wait for the ring to exist and be initialised:
+ *          0 tries once, < 0 waits without end (only if the caller asks).
+ *
+ * Caller: any thread. Blocking: sleeps in short steps up to the timeout.
+ *
+ * Returns 0, or:
+ *   -EINVAL        NULL name or out; bad name; bad expect (see above)
+ *   -ENAMETOOLONG  name longer than SHMRING_NAME_MAX
+ *   -ENOENT        no ring of that name appeared before the timeout
+ *   -EINPROGRESS   the ring exists but was not initialised before the timeout
+ *   -ELOOP         a symlink stands at the name
+ *   -EPROTO        not a shmring ring, or another layout version
+ *   -EDOM          the ring differs from expect (kind, msg_size, capacity or a
+ *                  ring flag); shmring_last_error() says how
+ *   -EBADMSG       the header is inconsistent: sizes disagree with the file,
+ *                  capacity not a power of two, unknown kind, ...
+ *   others         from the system, unchanged (-EACCES, -ENOMEM, ...)
+ */
+int shmring_attach(const char *name, const struct shmring_config *expect, int64_t timeout_ns,
+		   struct shmring **out);
+
+/*
+ * shmring_close - release a handle. The creator's handle also unlinks the
+ * name, unless the ring was created with SHMRING_F_PERSIST. Processes still
+ * attached keep working on the (now nameless) ring until they close.
+ *
+ * Caller: the thread using the handle; the handle is invalid afterwards.
+ * NULL is accepted and does nothing. Bounded.
+ *
+ * Returns 0, or a negative errno from munmap/close/unlink (the handle is freed
+ * in every case; a name already unlinked by someone else is not an error).
+ */
+int shmring_close(struct shmring *r);
+
+/*
+ * shmring_unlink - remove a ring's name. Attached processes keep working; a
+ * later create of the same name makes a new ring.
+ *
+ * Returns 0, or -EINVAL / -ENAMETOOLONG (bad name), -ENOENT (no such name),
+ * others from unlink (-EACCES, -EPERM).
+ */
+int shmring_unlink(const char *name);
+
+/*
+ * shmring_try_push - copy one message (msg_size bytes from @msg) into the ring.
+ *
+ * Caller: a producer (SPSC: the one producer; MPSC/MPMC: any number).
+ * Progress: SPSC wait-free; MPSC/MPMC lock-free. No system call, no fence on
+ * rings without SHMRING_F_BLOCKING.
+ *
+ * Returns 0, or:
+ *   -EAGAIN   the ring is full
+ *   -EINVAL   NULL argument
+ *   -EBADMSG  the shared indices are inconsistent (corrupt or hostile peer);
+ *             detected in bounded steps, nothing written outside the ring
+ */
+SHMRING_MUST_CHECK int shmring_try_push(struct shmring *r, const void *msg);
+
+/*
+ * shmring_push_wait - like try_push, but while the ring is full waits up to
+ * @timeout_ns (0: one try, < 0: without end). The wait busy-spins with a CPU
+ * relax hint.
+ *
+ * Returns 0, or -ETIMEDOUT (still full at the deadline), -EINVAL, -EBADMSG.
+ */
+int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns);
+
+/*
+ * shmring_try_pop - copy the oldest message into @msg (msg_size bytes).
+ *
+ * Caller: a consumer (SPSC, MPSC: the one consumer; MPMC: any number).
+ * Progress: SPSC wait-free; MPSC wait-free (a slot still being written reads
+ * as empty); MPMC lock-free. A message is never delivered torn.
+ *
+ * Returns 0, or:
+ *   -EAGAIN   the ring is empty (or its oldest slot is still being written)
+ *   -EINVAL   NULL argument
+ *   -EBADMSG  the shared state is inconsistent (corrupt or hostile peer);
+ *             detected in bounded steps, nothing read outside the ring
+ */
+SHMRING_MUST_CHECK int shmring_try_pop(struct shmring *r, void *msg);
+
+/*
+ * shmring_pop_wait - like try_pop, but while the ring is empty waits up to
+ * @timeout_ns (0: one try, < 0: without end). The wait busy-spins with a CPU
+ * relax hint.
+ *
+ * Returns 0, or -ETIMEDOUT (still empty at the deadline), -EINVAL, -EBADMSG.
+ */
+int shmring_pop_wait(struct shmring *r, void *msg, int64_t timeout_ns);
+
+/*
+ * shmring_size - the number of messages in the ring, a snapshot that may be
+ * stale by the time it returns; always in [0, capacity]. Any thread holding a
+ * handle; wait-free. NULL gives 0.
+ */
+size_t shmring_size(const struct shmring *r);
+
+/* shmring_empty - shmring_size(r) == 0, with the same caveats. */
+bool shmring_empty(const struct shmring *r);
+
+/* shmring_capacity - the ring's capacity in messages (0 for NULL). Wait-free. */
+size_t shmring_capacity(const struct shmring *r);
+
+enum shmring_backing {
+	SHMRING_BACKING_SHM = 1,      /* /dev/shm, normal pages */
+	SHMRING_BACKING_SHM_THP,      /* /dev/shm with transparent huge pages */
+	SHMRING_BACKING_HUGETLBFS,    /* a file in a hugetlbfs mount */
+	SHMRING_BACKING_HUGETLB_ANON, /* MAP_HUGETLB / memfd MFD_HUGETLB */
+};
+
+struct shmring_info {
+	enum shmring_kind kind;
+	uint32_t msg_size;
+	uint32_t capacity;
+	uint32_t flags;               /* the ring's flags as created */
+	enum shmring_backing backing;
+	size_t page_size;             /* the page size actually backing the ring */
+	size_t map_size;              /* bytes mapped by this process */
+	bool locked;                  /* resident and unswappable: mlocked, or hugetlb */
+	uint64_t reserved[8];
+};
+
+/*
+ * shmring_info - describe the ring behind a handle, as this process maps it.
+ * Any thread holding the handle; wait-free apart from no system call.
+ *
+ * Returns 0, or -EINVAL (NULL argument).
+ */
+int shmring_info(const struct shmring *r, struct shmring_info *out);
+
+/*
+ * shmring_strerror - a sentence for an error code (negative or positive).
+ * Never NULL; the string is static.
+ */
+const char *shmring_strerror(int err);
+
+/*
+ * shmring_last_error - this thread's detail of the last failed shmring call
+ * ("" if none yet). Valid until this thread's next failing shmring call.
+ */
+const char *shmring_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMRING_H */
