@@ -1,0 +1,174 @@
+/*
+ * ringpeer.c - a producer or consumer process for the multi-process tests
+ * (test_mp.c forks and execs it, so each side is a real separate process).
+ *
+ *   ringpeer produce NAME ID COUNT
+ *       attach, push COUNT messages {ID, seq 0..COUNT-1, checksum}
+ *   ringpeer consume NAME NPRODUCERS COUNT MODE [OUTFILE]
+ *       attach, pop and check every message's checksum and per-producer order;
+ *       MODE "exact": stop after NPRODUCERS*COUNT messages, each producer's
+ *       sequence must be exactly 0,1,2,... (SPSC, MPSC: nothing lost,
+ *       duplicated or reordered). MODE "stop": stop at the first stop message
+ *       (producer id STOP_ID); sequences must increase per producer, and every
+ *       (producer, seq) received is written to OUTFILE for the parent to check
+ *       exactly-once across consumers (MPMC).
+ *
+ * On a full or empty ring both sides call sched_yield(): the test machine has
+ * two cores and more processes than that may spin. Every loop is bounded by
+ * PEER_DEADLINE_S; exit status 0 = all checks held, 1 = a check failed,
+ * 2 = usage or attach error, 3 = deadline passed.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shmring.h"
+#include "testutil.h"
+
+#define PEER_DEADLINE_S 240
+#define STOP_ID 0xffffffffu
+#define MAX_PRODUCERS 64
+
+static time_t deadline;
+
+static int attach(const char *name, struct shmring **r)
+{
+	int rc = shmring_attach(name, NULL, 10LL * 1000000000, r);
+	if (rc) {
+		fprintf(stderr, "ringpeer: attach %s: %s (%s)\n", name, shmring_strerror(rc),
+			shmring_last_error());
+		exit(2);
+	}
+	return 0;
+}
+
+static int produce(const char *name, uint32_t id, uint64_t count)
+{
+	struct shmring *r;
+	attach(name, &r);
+	struct shmring_info info;
+	shmring_info(r, &info);
+	size_t size = info.msg_size;
+	unsigned char msg[8192];
+	for (uint64_t seq = 0; seq < count; seq++) {
+		msg_fill(msg, size, id, seq);
+		int rc;
+		while ((rc = shmring_try_push(r, msg)) == -EAGAIN) {
+			sched_yield();
+			if ((seq & 1023) == 0 && time(NULL) > deadline) {
+				fprintf(stderr, "ringpeer: producer %u: deadline at seq %llu\n", id,
+					(unsigned long long)seq);
+				return 3;
+			}
+		}
+		if (rc) {
+			fprintf(stderr, "ringpeer: push: %s (%s)\n", shmring_strerror(rc),
+				shmring_last_error());
+			return 1;
+		}
+	}
+	shmring_close(r);
+	return 0;
+}
+
+static int consume(const char *name, uint32_t nprod, uint64_t count, const char *mode,
+		   const char *outfile)
+{
+	struct shmring *r;
+	attach(name, &r);
+	struct shmring_info info;
+	shmring_info(r, &info);
+	size_t size = info.msg_size;
+	bool exact = strcmp(mode, "exact") == 0;
+	FILE *out = NULL;
+	if (!exact) {
+		out = fopen(outfile, "wb");
+		if (!out) {
+			perror("ringpeer: outfile");
+			return 2;
+		}
+	}
+	uint64_t next[MAX_PRODUCERS] = {0}, errors = 0, received = 0;
+	int64_t last[MAX_PRODUCERS];
+	for (int i = 0; i < MAX_PRODUCERS; i++)
+		last[i] = -1;
+	unsigned char msg[8192];
+	uint64_t spins = 0;
+	for (;;) {
+		if (exact && received == (uint64_t)nprod * count)
+			break;
+		int rc = shmring_try_pop(r, msg);
+		if (rc == -EAGAIN) {
+			sched_yield();
+			if ((++spins & 1023) == 0 && time(NULL) > deadline) {
+				fprintf(stderr, "ringpeer: consumer: deadline after %llu messages\n",
+					(unsigned long long)received);
+				return 3;
+			}
+			continue;
+		}
+		if (rc) {
+			fprintf(stderr, "ringpeer: pop: %s (%s)\n", shmring_strerror(rc),
+				shmring_last_error());
+			return 1;
+		}
+		uint32_t p = 0;
+		uint64_t seq = 0;
+		if (!msg_check(msg, size, &p, &seq)) {
+			if (errors++ < 5)
+				fprintf(stderr, "ringpeer: checksum error after %llu messages\n",
+					(unsigned long long)received);
+			continue;
+		}
+		if (p == STOP_ID)
+			break;
+		if (p >= nprod) {
+			if (errors++ < 5)
+				fprintf(stderr, "ringpeer: unknown producer %u\n", p);
+			continue;
+		}
+		received++;
+		if (exact) {
+			if (seq != next[p] && errors++ < 5)
+				fprintf(stderr, "ringpeer: producer %u: got seq %llu, expected %llu\n", p,
+					(unsigned long long)seq, (unsigned long long)next[p]);
+			next[p] = seq + 1;
+		} else {
+			if ((int64_t)seq <= last[p] && errors++ < 5)
+				fprintf(stderr, "ringpeer: producer %u: seq %llu after %lld\n", p,
+					(unsigned long long)seq, (long long)last[p]);
+			last[p] = (int64_t)seq;
+			uint64_t rec[2] = {p, seq};
+			fwrite(rec, sizeof(rec), 1, out);
+		}
+	}
+	if (exact)
+		for (uint32_t p = 0; p < nprod; p++)
+			if (next[p] != count && errors++ < 5)
+				fprintf(stderr, "ringpeer: producer %u: last seq %llu of %llu\n", p,
+					(unsigned long long)next[p], (unsigned long long)count);
+	if (out)
+		fclose(out);
+	printf("consumer: received %llu, errors %llu\n", (unsigned long long)received,
+	       (unsigned long long)errors);
+	shmring_close(r);
+	return errors ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	deadline = time(NULL) + PEER_DEADLINE_S;
+	if (argc >= 5 && strcmp(argv[1], "produce") == 0)
+		return produce(argv[2], (uint32_t)strtoul(argv[3], NULL, 0),
+			       strtoull(argv[4], NULL, 0));
+	if (argc >= 6 && strcmp(argv[1], "consume") == 0)
+		return consume(argv[2], (uint32_t)strtoul(argv[3], NULL, 0),
+			       strtoull(argv[4], NULL, 0), argv[5], argc > 6 ? argv[6] : "");
+	fprintf(stderr, "usage: ringpeer produce NAME ID COUNT | consume NAME NPROD COUNT MODE [OUT]\n");
+	return 2;
+}

@@ -1,0 +1,321 @@
+/*
+ * test_ops.c - every data operation of every ring kind in one process: FIFO
+ * order, full and empty edges, sizes and capacities, slot alignment, indices
+ * across wrap-around, waits with timeouts, queries and argument errors.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+#include "shmring.h"
+#include "testutil.h"
+
+static const enum shmring_kind kinds[] = {SHMRING_SPSC, SHMRING_MPSC, SHMRING_MPMC};
+static const uint32_t sizes[] = {1, 8, 64, 200, 4096};
+static const uint32_t caps[] = {2, 4};
+
+static struct shmring *make(const char *name, enum shmring_kind kind, uint32_t msg_size,
+			    uint32_t cap, uint32_t flags)
+{
+	struct shmring_config cfg = {.kind = kind, .msg_size = msg_size, .capacity = cap,
+				     .flags = flags};
+	struct shmring *r = NULL;
+	int rc = shmring_create(name, &cfg, &r);
+	if (rc)
+		print_error("create %s: %s (%s)\n", name, shmring_strerror(rc), shmring_last_error());
+	assert_int_equal(rc, 0);
+	assert_non_null(r);
+	return r;
+}
+
+/* Fill to capacity, see -EAGAIN, drain in order, see -EAGAIN: for one ring. */
+static void fill_and_drain(struct shmring *r, uint32_t msg_size, uint32_t cap, uint64_t seq0)
+{
+	unsigned char in[4096 + 64], out[4096 + 64], want[4096 + 64];
+	for (uint32_t i = 0; i < cap; i++) {
+		msg_fill(in, msg_size, 1, seq0 + i);
+		assert_int_equal(shmring_try_push(r, in), 0);
+		assert_int_equal(shmring_size(r), i + 1);
+	}
+	msg_fill(in, msg_size, 1, 999999);
+	assert_int_equal(shmring_try_push(r, in), -EAGAIN);
+	assert_int_equal(shmring_size(r), cap);
+	assert_false(shmring_empty(r));
+	for (uint32_t i = 0; i < cap; i++) {
+		memset(out, 0xee, sizeof(out));
+		assert_int_equal(shmring_try_pop(r, out), 0);
+		msg_fill(want, msg_size, 1, seq0 + i);
+		assert_memory_equal(out, want, msg_size);
+		assert_int_equal(out[msg_size], 0xee); /* nothing past msg_size written */
+	}
+	assert_int_equal(shmring_try_pop(r, out), -EAGAIN);
+	assert_int_equal(shmring_size(r), 0);
+	assert_true(shmring_empty(r));
+}
+
+static void test_every_kind_size_and_capacity_fills_and_drains_in_order(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 3; k++)
+		for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
+			for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+				const char *name = test_name();
+				struct shmring *r = make(name, kinds[k], sizes[s], caps[c], 0);
+				assert_int_equal(shmring_capacity(r), caps[c]);
+				/* Three rounds: the second and third reuse every slot. */
+				for (uint64_t round = 0; round < 3; round++)
+					fill_and_drain(r, sizes[s], caps[c], round * 100);
+				assert_int_equal(shmring_close(r), 0);
+				assert_false(shm_exists(name));
+			}
+}
+
+static void test_interleaved_push_pop_runs_many_laps(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 3; k++) {
+		struct shmring *r = make(test_name(), kinds[k], 64, 8, 0);
+		unsigned char in[64], out[64], want[64];
+		uint64_t pushed = 0, popped = 0;
+		for (int i = 0; i < 20000; i++) {
+			/* Push up to 3, pop up to 2: the ring oscillates and wraps. */
+			for (int j = 0; j < 3; j++) {
+				msg_fill(in, 64, 2, pushed);
+				int rc = shmring_try_push(r, in);
+				if (rc == -EAGAIN)
+					break;
+				assert_int_equal(rc, 0);
+				pushed++;
+			}
+			for (int j = 0; j < 2 + (i % 2); j++) {
+				int rc = shmring_try_pop(r, out);
+				if (rc == -EAGAIN)
+					break;
+				assert_int_equal(rc, 0);
+				msg_fill(want, 64, 2, popped);
+				assert_memory_equal(out, want, 64);
+				popped++;
+			}
+			assert_int_equal(shmring_size(r), pushed - popped);
+		}
+		assert_true(popped > 20000);
+		assert_int_equal(shmring_close(r), 0);
+	}
+}
+
+static void test_capacity_below_two_or_not_power_of_two_is_einval(void **state)
+{
+	(void)state;
+	const uint32_t bad[] = {0, 1, 3, 6, 1000};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct shmring_config cfg = {.kind = SHMRING_SPSC, .msg_size = 8, .capacity = bad[i]};
+		struct shmring *r = NULL;
+		assert_int_equal(shmring_create(test_name(), &cfg, &r), -EINVAL);
+		assert_null(r);
+	}
+	struct shmring_config zero = {.kind = SHMRING_MPMC, .msg_size = 0, .capacity = 4};
+	struct shmring *r = NULL;
+	assert_int_equal(shmring_create(test_name(), &zero, &r), -EINVAL);
+}
+
+/* Messages start 16-aligned, 64-aligned when msg_size is a multiple of 64. */
+static void test_slots_are_aligned_as_promised(void **state)
+{
+	(void)state;
+	const uint32_t msz[] = {1, 8, 24, 64, 100, 128, 200, 4096};
+	for (size_t k = 0; k < 3; k++)
+		for (size_t s = 0; s < sizeof(msz) / sizeof(msz[0]); s++) {
+			struct shmring *r = make(test_name(), kinds[k], msz[s], 16, 0);
+			uintptr_t want = msz[s] % 64 == 0 ? 64 : 16;
+			for (uint64_t i = 0; i < 16; i++)
+				assert_int_equal((uintptr_t)slot_at(r, i) % want, 0);
+			if (kinds[k] != SHMRING_SPSC)
+				for (uint64_t i = 0; i < 16; i++)
+					assert_int_equal((uintptr_t)slot_word(r, i) % 8, 0);
+			assert_int_equal(shmring_close(r), 0);
+		}
+}
+
+/* Indices start just below 2^64 and run across it (and across 2^48 for slot words). */
+static void test_indices_cross_wraparound(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 3; k++) {
+		struct shmring *r = make(test_name(), kinds[k], 32, 4, 0);
+		assert_int_equal(shmring_test_set_index(r, UINT64_MAX - 5), 0);
+		unsigned char in[32], out[32], want[32];
+		uint64_t pushed = 0, popped = 0;
+		for (int i = 0; i < 40; i++) {
+			msg_fill(in, 32, 3, pushed);
+			if (shmring_try_push(r, in) == 0)
+				pushed++;
+			if (i % 3 == 2) {
+				while (shmring_try_pop(r, out) == 0) {
+					msg_fill(want, 32, 3, popped);
+					assert_memory_equal(out, want, 32);
+					popped++;
+				}
+			}
+			assert_int_equal(shmring_size(r), pushed - popped);
+		}
+		/* The ring still fills to exactly its capacity after the wrap. */
+		while (shmring_try_pop(r, out) == 0)
+			popped++;
+		fill_and_drain(r, 32, 4, 500);
+		assert_true(load_relaxed64(&r->hdr->tail) < 100); /* wrapped past 0 */
+		assert_int_equal(pushed, popped);
+		assert_int_equal(shmring_close(r), 0);
+	}
+}
+
+static int64_t elapsed_ns(struct timespec a)
+{
+	struct timespec b;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+}
+
+static void test_waits_time_out_on_full_and_empty(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 3; k++) {
+		struct shmring *r = make(test_name(), kinds[k], 16, 2, 0);
+		unsigned char m[16] = {0};
+		struct timespec t0;
+		assert_int_equal(shmring_pop_wait(r, m, 0), -ETIMEDOUT);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(shmring_pop_wait(r, m, 5000000), -ETIMEDOUT);
+		int64_t e = elapsed_ns(t0);
+		assert_true(e >= 5000000 && e < 5000000 + 50000000);
+		assert_int_equal(shmring_push_wait(r, m, 0), 0);
+		assert_int_equal(shmring_push_wait(r, m, 1000), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(shmring_push_wait(r, m, 5000000), -ETIMEDOUT);
+		e = elapsed_ns(t0);
+		assert_true(e >= 5000000 && e < 5000000 + 50000000);
+		assert_int_equal(shmring_pop_wait(r, m, -1), 0); /* data there: returns at once */
+		assert_int_equal(shmring_close(r), 0);
+	}
+}
+
+static void test_null_arguments_are_einval(void **state)
+{
+	(void)state;
+	struct shmring *r = make(test_name(), SHMRING_MPMC, 8, 4, 0);
+	unsigned char m[8] = {0};
+	struct shmring_info info;
+	assert_int_equal(shmring_try_push(NULL, m), -EINVAL);
+	assert_int_equal(shmring_try_push(r, NULL), -EINVAL);
+	assert_int_equal(shmring_try_pop(NULL, m), -EINVAL);
+	assert_int_equal(shmring_try_pop(r, NULL), -EINVAL);
+	assert_int_equal(shmring_push_wait(NULL, m, 0), -EINVAL);
+	assert_int_equal(shmring_pop_wait(r, NULL, 0), -EINVAL);
+	assert_int_equal(shmring_info(NULL, &info), -EINVAL);
+	assert_int_equal(shmring_info(r, NULL), -EINVAL);
+	assert_int_equal(shmring_size(NULL), 0);
+	assert_true(shmring_empty(NULL));
+	assert_int_equal(shmring_capacity(NULL), 0);
+	assert_int_equal(shmring_close(NULL), 0);
+	struct shmring_config cfg = {.kind = SHMRING_SPSC, .msg_size = 8, .capacity = 4};
+	struct shmring *o = NULL;
+	assert_int_equal(shmring_create(NULL, &cfg, &o), -EINVAL);
+	assert_int_equal(shmring_create(test_name(), NULL, &o), -EINVAL);
+	assert_int_equal(shmring_create(test_name(), &cfg, NULL), -EINVAL);
+	assert_int_equal(shmring_attach(NULL, NULL, 0, &o), -EINVAL);
+	assert_int_equal(shmring_attach(test_name(), NULL, 0, NULL), -EINVAL);
+	assert_int_equal(shmring_close(r), 0);
+}
+
+static void test_info_describes_the_ring(void **state)
+{
+	(void)state;
+	struct shmring *r = make(test_name(), SHMRING_MPSC, 200, 64, SHMRING_F_BLOCKING);
+	struct shmring_info info;
+	assert_int_equal(shmring_info(r, &info), 0);
+	assert_int_equal(info.kind, SHMRING_MPSC);
+	assert_int_equal(info.msg_size, 200);
+	assert_int_equal(info.capacity, 64);
+	assert_int_equal(info.flags & SHMRING_F_BLOCKING, SHMRING_F_BLOCKING);
+	assert_int_equal(info.backing, SHMRING_BACKING_SHM);
+	assert_true(info.page_size >= 4096);
+	assert_true(info.map_size >= 4096 + 64 * 200);
+	assert_true(info.locked);
+	assert_int_equal(shmring_close(r), 0);
+
+	struct shmring *u = make(test_name(), SHMRING_SPSC, 8, 4, SHMRING_F_NO_MLOCK);
+	assert_int_equal(shmring_info(u, &info), 0);
+	assert_false(info.locked);
+	assert_int_equal(shmring_close(u), 0);
+}
+
+static void test_errors_have_sentences_and_details(void **state)
+{
+	(void)state;
+	const int codes[] = {EINVAL, ENAMETOOLONG, EEXIST, ELOOP, ENOENT, EINPROGRESS, EPROTO,
+			     EDOM, EBADMSG, EAGAIN, ETIMEDOUT, EINTR, EBUSY, ENOMEM, 12345};
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		assert_non_null(shmring_strerror(-codes[i]));
+		assert_true(strlen(shmring_strerror(-codes[i])) > 5);
+	}
+	struct shmring_config cfg = {.kind = SHMRING_SPSC, .msg_size = 8, .capacity = 3};
+	struct shmring *r = NULL;
+	assert_int_equal(shmring_create(test_name(), &cfg, &r), -EINVAL);
+	assert_non_null(strstr(shmring_last_error(), "capacity 3"));
+}
+
+static void test_creator_close_unlinks_unless_persist(void **state)
+{
+	(void)state;
+	const char *name = test_name();
+	struct shmring *r = make(name, SHMRING_SPSC, 8, 4, SHMRING_F_PERSIST);
+	assert_int_equal(shmring_close(r), 0);
+	assert_true(shm_exists(name));
+	struct shmring *a = NULL;
+	assert_int_equal(shmring_attach(name, NULL, 0, &a), 0);
+	assert_int_equal(shmring_close(a), 0);
+	assert_true(shm_exists(name)); /* an attacher's close never unlinks */
+	assert_int_equal(shmring_unlink(name), 0);
+	assert_false(shm_exists(name));
+	assert_int_equal(shmring_unlink(name), -ENOENT);
+	assert_int_equal(shmring_unlink("bad"), -EINVAL);
+}
+
+/* A ring unlinked and made again is a new ring; the old creator's close leaves it alone. */
+static void test_old_creator_close_does_not_unlink_a_new_ring(void **state)
+{
+	(void)state;
+	const char *name = test_name();
+	struct shmring *old = make(name, SHMRING_SPSC, 8, 4, 0);
+	assert_int_equal(shmring_unlink(name), 0);
+	struct shmring *fresh = make(name, SHMRING_SPSC, 8, 4, 0);
+	assert_int_equal(shmring_close(old), 0);
+	assert_true(shm_exists(name));
+	assert_int_equal(shmring_close(fresh), 0);
+	assert_false(shm_exists(name));
+}
+
+int main(void)
+{
+	watchdog_start(TEST_WATCHDOG_S);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_kind_size_and_capacity_fills_and_drains_in_order),
+		cmocka_unit_test(test_interleaved_push_pop_runs_many_laps),
+		cmocka_unit_test(test_capacity_below_two_or_not_power_of_two_is_einval),
+		cmocka_unit_test(test_slots_are_aligned_as_promised),
+		cmocka_unit_test(test_indices_cross_wraparound),
+		cmocka_unit_test(test_waits_time_out_on_full_and_empty),
+		cmocka_unit_test(test_null_arguments_are_einval),
+		cmocka_unit_test(test_info_describes_the_ring),
+		cmocka_unit_test(test_errors_have_sentences_and_details),
+		cmocka_unit_test(test_creator_close_unlinks_unless_persist),
+		cmocka_unit_test(test_old_creator_close_does_not_unlink_a_new_ring),
+	};
+	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
+}
