@@ -26,7 +26,7 @@ OPT ?= -O2
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC \
 	-Iinclude -Isrc -MMD -MP
-BASE_LDLIBS := -lpthread
+BASE_LDLIBS := -lhugetlbfs -lpthread
 
 ifeq ($(SAN),asan)
 BUILD ?= build-asan

@@ -86,6 +86,21 @@ struct shmring_config {
  *        exclusively (O_EXCL) with cfg->mode (0600 when 0) and never through a
  *        symlink. The memory is pre-faulted and, unless SHMRING_F_NO_MLOCK,
  *        locked.
+ *
+ * Backing (shmring_info() reports which one a ring got): the control block is
+ * always the file /dev/shm/<name>, which makes names one namespace. The slots
+ * go, in order of preference, to
+ *   1. a file "shmring.<name>" in a hugetlbfs mount for the page size
+ *      (cfg->page_size, or the system's default hugepage size), found with
+ *      libhugetlbfs or named by the environment variable SHMRING_HUGETLBFS_DIR
+ *      (libhugetlbfs reads the mount table when the process starts; the
+ *      variable covers mounts made later);
+ *   2. /dev/shm/<name> itself with MADV_HUGEPAGE, where shmem transparent
+ *      hugepages are enabled (not "never"/"deny") and the slots fill at least
+ *      one hugepage;
+ *   3. /dev/shm/<name> with normal pages.
+ * SHMRING_F_HUGEPAGE allows only 1 and fails otherwise; SHMRING_F_NO_HUGEPAGE
+ * allows only 3.
  * @out:  receives the handle on success; untouched on failure.
  *
  * Caller: any thread. Blocking: it makes system calls (open, mmap, mlock) and
@@ -94,12 +109,16 @@ struct shmring_config {
  * Returns 0, or:
  *   -EINVAL        NULL argument; bad name; msg_size 0; capacity not a power
  *                  of two or < 2; unknown kind or flag bits; non-zero
- *                  reserved fields; HUGEPAGE with NO_HUGEPAGE
+ *                  reserved fields; HUGEPAGE with NO_HUGEPAGE; page_size not
+ *                  a power of two; HUGEPAGE with a page size the kernel lacks
  *   -ENAMETOOLONG  name longer than SHMRING_NAME_MAX
  *   -EEXIST        a ring (or any file) of that name exists
  *   -ELOOP         a symlink stands at the name
- *   -ENOMEM        the ring does not fit (msg_size x capacity overflows), or
+ *   -ENOMEM        the ring does not fit (msg_size x capacity overflows);
  *                  mmap/mlock failed for lack of memory or of RLIMIT_MEMLOCK
+ *                  (the detail says by how much); or SHMRING_F_HUGEPAGE and no
+ *                  hugetlbfs mount or too few free hugepages (the detail says
+ *                  what to run: hugepage/setup.sh --pages N --size S)
  *   others         from the system, unchanged (-EACCES, -EPERM, -ENOSPC, ...)
  */
 int shmring_create(const char *name, const struct shmring_config *cfg, struct shmring **out);
@@ -157,6 +176,44 @@ int shmring_close(struct shmring *r);
  * others from unlink (-EACCES, -EPERM).
  */
 int shmring_unlink(const char *name);
+
+/*
+ * shmring_create_anon - create an unnamed ring, for sharing with children
+ * made by fork() or with other processes by passing its fd (SCM_RIGHTS).
+ *
+ * The ring lives in one memfd: made with MFD_HUGETLB (hugepages of
+ * cfg->page_size or the default size; backing SHMRING_BACKING_HUGETLB_ANON)
+ * unless SHMRING_F_NO_HUGEPAGE or none are free, else normal pages (backing
+ * SHMRING_BACKING_SHM). SHMRING_F_HUGEPAGE makes the fallback an error.
+ * cfg->mode and SHMRING_F_PERSIST have no effect (there is no name).
+ *
+ * A child made by fork() may keep using the handle it inherited (its copy is
+ * its own handle), or attach anew with shmring_attach_fd(shmring_fd(r)).
+ * Caller: any thread. Bounded.
+ *
+ * Returns 0, or -EINVAL, -ENOMEM as for shmring_create, or others from the
+ * system (memfd_create, mmap, mlock).
+ */
+int shmring_create_anon(const struct shmring_config *cfg, struct shmring **out);
+
+/*
+ * shmring_attach_fd - attach to an unnamed ring by its fd (received over a
+ * Unix socket, or inherited). The handle opens its own file description of
+ * the fd; the caller still owns @fd and may close it. Checks as
+ * shmring_attach; does not wait.
+ *
+ * Returns 0, or -EINVAL (bad fd, NULL, bad expect), -EINPROGRESS (not
+ * initialised), -EPROTO, -EDOM, -EBADMSG as for shmring_attach, or others
+ * from the system.
+ */
+int shmring_attach_fd(int fd, const struct shmring_config *expect, struct shmring **out);
+
+/*
+ * shmring_fd - the file descriptor behind a handle: the memfd of an unnamed
+ * ring (to pass to another process), or the control file of a named one. It
+ * stays owned by the handle: do not close it. Returns the fd, or -EINVAL.
+ */
+int shmring_fd(const struct shmring *r);
 
 /*
  * shmring_try_push - copy one message (msg_size bytes from @msg) into the ring.

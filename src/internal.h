@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "layout.h"
 #include "shmring.h"
@@ -47,8 +48,11 @@ struct shmring {
 	int fd;
 	void *map;            /* the control file's mapping (and slots, when in one file) */
 	size_t map_len;
-	void *data_map;       /* a separate slot mapping, or NULL */
+	void *data_map;       /* a separate slot mapping (hugetlbfs), or NULL */
 	size_t data_len;
+	char data_path[SHMRING_PATH_MAX]; /* its file, "" if none */
+	dev_t data_dev;       /* and that file's identity, to unlink only our own */
+	ino_t data_ino;
 	size_t page_size;
 	uint64_t generation;
 	char name[SHMRING_NAME_MAX + 1];

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -140,7 +141,7 @@ static struct shmring *handle_new(const char *name)
 	struct shmring *r = calloc(1, sizeof(*r));
 	if (r) {
 		r->fd = -1;
-		strcpy(r->name, name); /* length checked by check_name */
+		snprintf(r->name, sizeof(r->name), "%s", name); /* length checked by check_name */
 	}
 	return r;
 }
@@ -157,9 +158,9 @@ static void handle_free(struct shmring *r)
 }
 
 /* Fill the handle's hot fields from a header already validated. */
-static void handle_bind(struct shmring *r, struct shmring_hdr *h, unsigned char *slots)
+static void handle_bind(struct shmring *r, const struct shmring_hdr *h, unsigned char *slots)
 {
-	r->hdr = h;
+	r->hdr = (struct shmring_hdr *)h;
 	r->slots = slots;
 	r->capacity = h->capacity;
 	r->mask = (uint64_t)h->capacity - 1;
@@ -170,9 +171,115 @@ static void handle_bind(struct shmring *r, struct shmring_hdr *h, unsigned char 
 	r->backing = h->backing;
 	r->page_size = h->page_size;
 	r->generation = h->generation;
-	struct geometry g;
-	geometry(h->kind, h->msg_size, h->capacity, &g);
+	/* The header was checked against geometry(), so this cannot fail here. */
+	struct geometry g = {0};
+	(void)geometry(h->kind, h->msg_size, h->capacity, &g);
 	r->word_off = g.word_off;
+}
+
+/* Where a ring's slots go, decided at create. */
+struct plan {
+	uint32_t backing;
+	size_t page;     /* page size backing the slots */
+	size_t data_off; /* the slots' offset in their file */
+	size_t ctl_len;  /* length of the control file (single file: all of it) */
+};
+
+static size_t hugepage_request(const struct shmring_config *cfg)
+{
+	return cfg->page_size ? cfg->page_size : default_hugepage_size();
+}
+
+/* Explain a missing hugepage so that a person knows what to run. */
+static int no_hugepages(size_t hps, uint64_t bytes, const char *why)
+{
+	uint64_t need = (bytes + hps - 1) / hps;
+	long free_now = hugepages_free(hps), total = hugepages_count(hps, "nr_hugepages");
+	uint64_t short_by = free_now >= 0 && (uint64_t)free_now < need ? need - (uint64_t)free_now : 0;
+	uint64_t pool = (total > 0 ? (uint64_t)total : 0) + short_by;
+	return err_set(-ENOMEM,
+		       "%s: the ring needs %llu free %zu kB hugepages (%ld free now); reserve them "
+		       "and mount hugetlbfs with 'hugepage/setup.sh --pages %llu --size %zuK', "
+		       "or create without SHMRING_F_HUGEPAGE to fall back to normal pages",
+		       why, (unsigned long long)need, hps / 1024, free_now,
+		       (unsigned long long)(pool ? pool : need), hps / 1024);
+}
+
+/*
+ * Put a named ring's slots in hugetlbfs: 0 with r->data_map set, or -errno
+ * with a message that says what to run.
+ */
+static int try_hugetlbfs(struct shmring *r, size_t hps, uint64_t data_size, mode_t mode,
+			 bool lock, struct plan *pl)
+{
+	char dir[SHMRING_PATH_MAX];
+	size_t len = (size_t)round_up(data_size, hps);
+	if (hugetlbfs_dir_for(hps, dir, sizeof(dir)))
+		return no_hugepages(hps, len, "no hugetlbfs mount for this page size");
+	long free_now = hugepages_free(hps);
+	if (free_now >= 0 && (uint64_t)free_now < len / hps)
+		return no_hugepages(hps, len, "not enough free hugepages");
+	int rc = hugetlbfs_data_path(r->data_path, sizeof(r->data_path), dir, r->name);
+	if (rc)
+		return rc;
+	int fd = hugetlbfs_data_create(r->data_path, mode, len);
+	if (fd < 0) {
+		r->data_path[0] = 0;
+		return fd;
+	}
+	bool locked;
+	rc = backing_map(fd, len, 0, lock, &r->data_map, &locked);
+	struct stat st;
+	if (rc == 0 && fstat(fd, &st) == 0) {
+		r->data_dev = st.st_dev;
+		r->data_ino = st.st_ino;
+	}
+	close(fd);
+	if (rc) {
+		unlink(r->data_path);
+		r->data_path[0] = 0;
+		r->data_map = NULL;
+		return rc == -ENOMEM ? no_hugepages(hps, len, "hugepages ran out while mapping") : rc;
+	}
+	r->data_len = len;
+	pl->backing = SHMRING_BACKING_HUGETLBFS;
+	pl->page = hps;
+	pl->data_off = 0;
+	return 0;
+}
+
+/* Fill the header of a freshly mapped ring and publish it (I1). */
+static void init_header(struct shmring *r, const struct shmring_config *cfg,
+			const struct geometry *g, const struct plan *pl)
+{
+	struct shmring_hdr *h = r->map;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	h->magic = SHMRING_MAGIC;
+	h->ctl_size = SHMRING_CTL_SIZE;
+	h->kind = cfg->kind;
+	h->msg_size = cfg->msg_size;
+	h->capacity = cfg->capacity;
+	h->slot_size = g->slot_size;
+	/* Only ring-wide flags are stored; the rest are this process's choices. */
+	h->flags = cfg->flags & (SHMRING_F_BLOCKING | SHMRING_F_PERSIST | SHMRING_F_HUGEPAGE);
+	h->backing = pl->backing;
+	h->page_size = pl->page;
+	h->data_offset = pl->data_off;
+	h->data_size = g->data_size;
+	h->file_size = pl->ctl_len;
+	h->creator_pid = (int32_t)getpid();
+	h->creator_uid = (uint32_t)getuid();
+	h->generation = new_generation();
+	h->created_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	memcpy(h->data_path, r->data_path, sizeof(h->data_path));
+	unsigned char *slots = r->data_map ? (unsigned char *)r->data_map
+					   : (unsigned char *)r->map + pl->data_off;
+	handle_bind(r, h, slots);
+	r->local_flags = cfg->flags & (SHMRING_F_NO_MLOCK | SHMRING_F_NO_HUGEPAGE);
+	if (r->kind != SHMRING_SPSC)
+		mp_init_slots(r, 0);
+	store_release32(&h->version, SHMRING_LAYOUT_VERSION); /* I1, pairs with A1 */
 }
 
 int shmring_create(const char *name, const struct shmring_config *cfg, struct shmring **out)
@@ -194,56 +301,136 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 	struct shmring *r = handle_new(name);
 	if (!r)
 		return err_set(-ENOMEM, "out of memory for a handle");
-	size_t page = system_page_size();
-	size_t len = (size_t)round_up(SHMRING_CTL_SIZE + g.data_size, page);
 	mode_t mode = cfg->mode ? cfg->mode : 0600;
+	bool lock = !(cfg->flags & SHMRING_F_NO_MLOCK);
+	size_t base = system_page_size();
+	struct plan pl = {.backing = SHMRING_BACKING_SHM, .page = base,
+			  .data_off = SHMRING_CTL_SIZE};
 
+	/* The control file first, O_EXCL: it is what makes the name one namespace. */
 	rc = backing_create_file(path, name, mode);
 	if (rc < 0)
 		goto fail;
 	r->fd = rc;
 	r->creator = true;
-	if (ftruncate(r->fd, (off_t)len) != 0) {
-		rc = err_sys("cannot size %s to %zu bytes", path, len);
+
+	size_t hps = hugepage_request(cfg);
+	bool want_huge = !(cfg->flags & SHMRING_F_NO_HUGEPAGE) && hps > base;
+	if (want_huge && !hugepage_size_supported(hps)) {
+		if (cfg->flags & SHMRING_F_HUGEPAGE) {
+			rc = err_set(-EINVAL, "this kernel offers no %zu kB hugepages", hps / 1024);
+			goto fail_unlink;
+		}
+		want_huge = false;
+	}
+	if (want_huge) {
+		rc = try_hugetlbfs(r, hps, g.data_size, mode, lock, &pl);
+		if (rc && (cfg->flags & SHMRING_F_HUGEPAGE))
+			goto fail_unlink;
+	}
+	if (pl.backing == SHMRING_BACKING_HUGETLBFS) {
+		pl.ctl_len = (size_t)round_up(SHMRING_CTL_SIZE, base);
+	} else {
+		if (want_huge && g.data_size >= hps && thp_shmem_allowed()) {
+			/* Slots on a hugepage boundary of the file, so THP can map them whole. */
+			pl.backing = SHMRING_BACKING_SHM_THP;
+			pl.data_off = hps;
+		}
+		pl.ctl_len = (size_t)round_up(pl.data_off + g.data_size, base);
+	}
+	if (ftruncate(r->fd, (off_t)pl.ctl_len) != 0) {
+		rc = err_sys("cannot size %s to %zu bytes", path, pl.ctl_len);
 		goto fail_unlink;
 	}
 	bool locked;
-	rc = backing_map(r->fd, len, !(cfg->flags & SHMRING_F_NO_MLOCK), &r->map, &locked);
+	rc = backing_map(r->fd, pl.ctl_len, pl.backing == SHMRING_BACKING_SHM_THP ? pl.data_off : 0,
+			 lock, &r->map, &locked);
 	if (rc)
 		goto fail_unlink;
-	r->map_len = len;
+	r->map_len = pl.ctl_len;
+	/* hugetlb slots are never swapped; the control page counts only if mlocked. */
 	r->locked = locked;
-	r->local_flags = cfg->flags & (SHMRING_F_NO_MLOCK | SHMRING_F_NO_HUGEPAGE);
-
-	struct shmring_hdr *h = r->map;
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	h->magic = SHMRING_MAGIC;
-	h->ctl_size = SHMRING_CTL_SIZE;
-	h->kind = cfg->kind;
-	h->msg_size = cfg->msg_size;
-	h->capacity = cfg->capacity;
-	h->slot_size = g.slot_size;
-	/* Only ring-wide flags are stored; the rest are this process's choices. */
-	h->flags = cfg->flags & (SHMRING_F_BLOCKING | SHMRING_F_PERSIST | SHMRING_F_HUGEPAGE);
-	h->backing = SHMRING_BACKING_SHM;
-	h->page_size = page;
-	h->data_offset = SHMRING_CTL_SIZE;
-	h->data_size = g.data_size;
-	h->file_size = len;
-	h->creator_pid = (int32_t)getpid();
-	h->creator_uid = (uint32_t)getuid();
-	h->generation = new_generation();
-	h->created_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-	handle_bind(r, h, (unsigned char *)r->map + SHMRING_CTL_SIZE);
-	if (r->kind != SHMRING_SPSC)
-		mp_init_slots(r, 0);
-	store_release32(&h->version, SHMRING_LAYOUT_VERSION); /* I1, pairs with A1 */
+	init_header(r, cfg, &g, &pl);
 	*out = r;
 	return 0;
 
 fail_unlink:
 	unlink(path);
+	if (r->data_path[0])
+		unlink(r->data_path);
+fail:
+	handle_free(r);
+	return rc;
+}
+
+int shmring_create_anon(const struct shmring_config *cfg, struct shmring **out)
+{
+	int rc;
+	struct geometry g;
+
+	if (!out)
+		return err_set(-EINVAL, "out is NULL");
+	if ((rc = check_config(cfg)))
+		return rc;
+	if (geometry(cfg->kind, cfg->msg_size, cfg->capacity, &g))
+		return err_set(-ENOMEM, "ring of %u messages of %u bytes is too large",
+			       cfg->capacity, cfg->msg_size);
+	struct shmring *r = handle_new("(anonymous)");
+	if (!r)
+		return err_set(-ENOMEM, "out of memory for a handle");
+	bool lock = !(cfg->flags & SHMRING_F_NO_MLOCK);
+	size_t base = system_page_size();
+	size_t hps = hugepage_request(cfg);
+	bool want_huge = !(cfg->flags & SHMRING_F_NO_HUGEPAGE) && hps > base &&
+			 hugepage_size_supported(hps);
+	struct plan pl = {.backing = SHMRING_BACKING_SHM, .page = base,
+			  .data_off = SHMRING_CTL_SIZE};
+	bool locked = false;
+
+	if (!want_huge && (cfg->flags & SHMRING_F_HUGEPAGE)) {
+		rc = err_set(-EINVAL, "this kernel offers no %zu kB hugepages", hps / 1024);
+		goto fail;
+	}
+	if (want_huge) {
+		size_t len = (size_t)round_up(SHMRING_CTL_SIZE + g.data_size, hps);
+		long free_now = hugepages_free(hps);
+		rc = free_now >= 0 && (uint64_t)free_now < len / hps
+			     ? no_hugepages(hps, len, "not enough free hugepages")
+			     : memfd_ring(hps);
+		if (rc >= 0) {
+			r->fd = rc;
+			rc = ftruncate(r->fd, (off_t)len) ? err_sys("cannot size memfd")
+							   : backing_map(r->fd, len, 0, lock, &r->map,
+									 &locked);
+			if (rc == 0) {
+				pl = (struct plan){.backing = SHMRING_BACKING_HUGETLB_ANON, .page = hps,
+						   .data_off = SHMRING_CTL_SIZE, .ctl_len = len};
+			} else {
+				close(r->fd);
+				r->fd = -1;
+			}
+		}
+		if (rc && (cfg->flags & SHMRING_F_HUGEPAGE))
+			goto fail;
+	}
+	if (pl.backing != SHMRING_BACKING_HUGETLB_ANON) {
+		pl.ctl_len = (size_t)round_up(SHMRING_CTL_SIZE + g.data_size, base);
+		rc = memfd_ring(0);
+		if (rc < 0)
+			goto fail;
+		r->fd = rc;
+		if (ftruncate(r->fd, (off_t)pl.ctl_len) != 0) {
+			rc = err_sys("cannot size memfd");
+			goto fail;
+		}
+		if ((rc = backing_map(r->fd, pl.ctl_len, 0, lock, &r->map, &locked)))
+			goto fail;
+	}
+	r->map_len = pl.ctl_len;
+	r->locked = locked || pl.backing == SHMRING_BACKING_HUGETLB_ANON;
+	init_header(r, cfg, &g, &pl);
+	*out = r;
+	return 0;
 fail:
 	handle_free(r);
 	return rc;
@@ -275,11 +462,47 @@ static int check_header(const char *name, const struct shmring_hdr *h, uint64_t 
 	if (h->file_size != file_size)
 		return err_set(-EBADMSG, "ring %s: header says %llu bytes, the file has %llu", name,
 			       (unsigned long long)h->file_size, (unsigned long long)file_size);
-	if (h->data_offset < SHMRING_CTL_SIZE || h->data_offset % 64 ||
+	if (h->page_size < 4096 || !is_pow2(h->page_size) || h->page_size > (UINT64_C(1) << 30))
+		return err_set(-EBADMSG, "ring %s: page size %llu is not a page size", name,
+			       (unsigned long long)h->page_size);
+	if (memchr(h->data_path, 0, sizeof(h->data_path)) == NULL)
+		return err_set(-EBADMSG, "ring %s: data path is not terminated", name);
+	if (h->backing == SHMRING_BACKING_HUGETLBFS) {
+		/* Slots in their own file; attach checks that file separately. */
+		if (h->data_offset != 0 || h->data_path[0] != '/')
+			return err_set(-EBADMSG, "ring %s: hugetlbfs slots without a file", name);
+		return 0;
+	}
+	if (h->data_path[0] || h->data_offset < SHMRING_CTL_SIZE || h->data_offset % 64 ||
 	    h->data_offset > file_size || h->data_size > file_size - h->data_offset)
 		return err_set(-EBADMSG, "ring %s: slots at %llu+%llu lie outside the %llu-byte file",
 			       name, (unsigned long long)h->data_offset,
 			       (unsigned long long)h->data_size, (unsigned long long)file_size);
+	return 0;
+}
+
+/* Map the slot file of a hugetlbfs ring named by a checked header. */
+static int attach_data_file(struct shmring *r, const struct shmring_hdr *h, uid_t owner,
+			    bool lock)
+{
+	size_t len = (size_t)round_up(h->data_size, h->page_size);
+	memcpy(r->data_path, h->data_path, sizeof(r->data_path));
+	int fd = hugetlbfs_data_open(r->data_path, owner, (size_t)h->page_size, len);
+	if (fd < 0)
+		return fd;
+	bool locked;
+	int rc = backing_map(fd, len, 0, lock, &r->data_map, &locked);
+	struct stat st;
+	if (rc == 0 && fstat(fd, &st) == 0) {
+		r->data_dev = st.st_dev;
+		r->data_ino = st.st_ino;
+	}
+	close(fd);
+	if (rc) {
+		r->data_map = NULL;
+		return rc;
+	}
+	r->data_len = len;
 	return 0;
 }
 
@@ -328,44 +551,63 @@ static void sleep_until_next_poll(int64_t deadline)
 }
 
 /*
- * One look at the name: 0 with the handle mapped and checked, -ENOENT or
- * -EINPROGRESS to look again later, or a final error.
+ * Copy the identity fields (line 0 and the data path) out of a mapping.
+ * Checks and the handle use this private copy, so a peer that rewrites the
+ * header after the checks cannot change what was checked.
  */
-static int attach_once(struct shmring *r, const char *path, const struct shmring_config *expect)
+static void snapshot(struct shmring_hdr *dst, const struct shmring_hdr *src)
 {
-	int rc = backing_open_file(path, r->name);
-	if (rc < 0)
-		return rc;
-	r->fd = rc;
+	memcpy(dst, src, offsetof(struct shmring_hdr, tail));
+	memcpy(dst->data_path, src->data_path, sizeof(dst->data_path));
+}
 
+static bool same_identity(const struct shmring_hdr *a, const struct shmring_hdr *b)
+{
+	return memcmp(a, b, offsetof(struct shmring_hdr, tail)) == 0 &&
+	       memcmp(a->data_path, b->data_path, sizeof(a->data_path)) == 0;
+}
+
+/*
+ * Check and map the ring behind r->fd (a named ring's control file, or an
+ * unnamed ring's memfd): 0 with the handle bound, -EINPROGRESS to look again
+ * later, or a final error.
+ */
+static int attach_fd_common(struct shmring *r, const char *what,
+			    const struct shmring_config *expect)
+{
+	int rc;
 	struct stat st;
 	if (fstat(r->fd, &st) != 0)
-		return err_sys("cannot stat %s", path);
+		return err_sys("cannot stat %s", what);
 	if (!S_ISREG(st.st_mode))
-		return err_set(-EPROTO, "%s is not a regular file", path);
+		return err_set(-EPROTO, "%s is not a regular file", what);
 	if ((uint64_t)st.st_size < SHMRING_CTL_SIZE)
 		return err_set(-EINPROGRESS, "ring %s exists but is not initialised (%lld bytes)",
 			       r->name, (long long)st.st_size);
 
+	/* A first look, not pre-faulted: nothing is trusted yet. */
 	size_t len = (size_t)st.st_size;
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
 	if (p == MAP_FAILED)
-		return err_sys("cannot map %s", path);
+		return err_sys("cannot map %s", what);
 	r->map = p;
 	r->map_len = len;
 
 	struct shmring_hdr *h = p;
 	uint32_t version = load_acquire32(&h->version); /* A1, pairs with I1 */
-	if (h->magic != SHMRING_MAGIC && (h->magic != 0 || version != 0))
-		return err_set(-EPROTO, "%s is not a shmring ring (bad magic)", path);
+	uint64_t magic = h->magic;
+	if (magic != SHMRING_MAGIC && (magic != 0 || version != 0))
+		return err_set(-EPROTO, "%s is not a shmring ring (bad magic)", what);
 	if (version == 0)
 		return err_set(-EINPROGRESS, "ring %s exists but is not initialised", r->name);
 	if (version != SHMRING_LAYOUT_VERSION)
 		return err_set(-EPROTO, "ring %s has layout version %u; this library reads version %u",
 			       r->name, version, SHMRING_LAYOUT_VERSION);
-	if ((rc = check_header(r->name, h, (uint64_t)st.st_size)))
+	struct shmring_hdr snap, again;
+	snapshot(&snap, h);
+	if ((rc = check_header(r->name, &snap, (uint64_t)st.st_size)))
 		return rc;
-	if ((rc = check_expect(r->name, h, expect)))
+	if ((rc = check_expect(r->name, &snap, expect)))
 		return rc;
 
 	/* Checked: now make it resident and locked as create does. */
@@ -373,16 +615,67 @@ static int attach_once(struct shmring *r, const char *path, const struct shmring
 	r->map = NULL;
 	bool lock = !(expect && (expect->flags & SHMRING_F_NO_MLOCK));
 	bool locked;
-	if ((rc = backing_map(r->fd, len, lock, &r->map, &locked)))
+	if ((rc = backing_map(r->fd, len, 0, lock, &r->map, &locked)))
 		return rc;
-	r->locked = locked;
-	h = r->map;
-	/* Read the header again: the first mapping is gone, the file is the same. */
-	if ((rc = check_header(r->name, h, (uint64_t)st.st_size)))
-		return rc;
-	handle_bind(r, h, (unsigned char *)r->map + h->data_offset);
+	snapshot(&again, r->map);
+	if (!same_identity(&snap, &again))
+		return err_set(-EBADMSG, "ring %s: header changed while attaching", r->name);
+	r->locked = locked || snap.backing == SHMRING_BACKING_HUGETLB_ANON;
+	unsigned char *slots = (unsigned char *)r->map + snap.data_offset;
+	if (snap.backing == SHMRING_BACKING_HUGETLBFS) {
+		if ((rc = attach_data_file(r, &snap, st.st_uid, lock)))
+			return rc;
+		slots = r->data_map;
+	}
+	handle_bind(r, &snap, slots);
+	r->hdr = r->map; /* indices and counters: the live header */
 	r->local_flags = expect ? expect->flags & (SHMRING_F_NO_MLOCK | SHMRING_F_NO_HUGEPAGE) : 0;
 	return 0;
+}
+
+/* One look at the name: 0, -ENOENT or -EINPROGRESS to look again later, or a final error. */
+static int attach_once(struct shmring *r, const char *path, const struct shmring_config *expect)
+{
+	int rc = backing_open_file(path, r->name);
+	if (rc < 0)
+		return rc;
+	r->fd = rc;
+	return attach_fd_common(r, path, expect);
+}
+
+int shmring_attach_fd(int fd, const struct shmring_config *expect, struct shmring **out)
+{
+	int rc;
+	if (!out || fd < 0)
+		return err_set(-EINVAL, "attach_fd: bad fd or NULL out");
+	if ((rc = check_expect_args(expect)))
+		return rc;
+	struct shmring *r = handle_new("(anonymous)");
+	if (!r)
+		return err_set(-ENOMEM, "out of memory for a handle");
+	/* Our own open file description: this handle's close must not close the caller's fd. */
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	r->fd = open(self, O_RDWR | O_CLOEXEC);
+	if (r->fd < 0) {
+		rc = err_sys("cannot reopen fd %d", fd);
+		handle_free(r);
+		return rc;
+	}
+	rc = attach_fd_common(r, "the ring's fd", expect);
+	if (rc) {
+		handle_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+int shmring_fd(const struct shmring *r)
+{
+	if (!r)
+		return err_set(-EINVAL, "fd: NULL handle");
+	return r->fd;
 }
 
 int shmring_attach(const char *name, const struct shmring_config *expect, int64_t timeout_ns,
@@ -420,6 +713,17 @@ int shmring_attach(const char *name, const struct shmring_config *expect, int64_
 	}
 }
 
+/* Unlink path only if it still names the file (dev, ino): the name may hold a newer ring. */
+static int unlink_if_same(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat named;
+	if (lstat(path, &named) != 0 || named.st_dev != dev || named.st_ino != ino)
+		return 0;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return err_sys("cannot unlink %s", path);
+	return 0;
+}
+
 int shmring_close(struct shmring *r)
 {
 	int rc = 0;
@@ -427,28 +731,57 @@ int shmring_close(struct shmring *r)
 		return 0;
 	if (r->creator && !(r->ring_flags & SHMRING_F_PERSIST)) {
 		char path[sizeof("/dev/shm") + SHMRING_NAME_MAX];
-		struct stat mine, named;
-		/* Unlink only our own file: the name may already hold a newer ring. */
-		if (shm_path(path, sizeof(path), r->name) == 0 && fstat(r->fd, &mine) == 0 &&
-		    lstat(path, &named) == 0 && mine.st_ino == named.st_ino &&
-		    mine.st_dev == named.st_dev && unlink(path) != 0 && errno != ENOENT)
-			rc = err_sys("cannot unlink %s", path);
+		struct stat mine;
+		if (shm_path(path, sizeof(path), r->name) == 0 && fstat(r->fd, &mine) == 0)
+			rc = unlink_if_same(path, mine.st_dev, mine.st_ino);
+		if (r->data_path[0]) {
+			int rc2 = unlink_if_same(r->data_path, r->data_dev, r->data_ino);
+			rc = rc ? rc : rc2;
+		}
 	}
 	handle_free(r);
 	return rc;
 }
 
+/*
+ * The hugetlbfs file of the ring at path, if its header names one that is
+ * plausibly its own (basename "shmring.<name>"): a hostile header cannot make
+ * unlink remove an arbitrary file.
+ */
+static void data_file_of(const char *path, const char *name, char *out, size_t len)
+{
+	struct shmring_hdr h;
+	out[0] = 0;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = pread(fd, &h, sizeof(h), 0);
+	close(fd);
+	if (n != (ssize_t)sizeof(h) || h.magic != SHMRING_MAGIC ||
+	    h.backing != SHMRING_BACKING_HUGETLBFS ||
+	    !memchr(h.data_path, 0, sizeof(h.data_path)))
+		return;
+	const char *base = strrchr(h.data_path, '/');
+	char want[SHMRING_NAME_MAX + 16];
+	snprintf(want, sizeof(want), "shmring.%s", name + 1);
+	if (base && strcmp(base + 1, want) == 0)
+		snprintf(out, len, "%s", h.data_path);
+}
+
 int shmring_unlink(const char *name)
 {
 	int rc;
-	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX];
+	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX], data[SHMRING_PATH_MAX];
 	if ((rc = check_name(name)) || (rc = shm_path(path, sizeof(path), name)))
 		return rc;
+	data_file_of(path, name, data, sizeof(data));
 	if (unlink(path) != 0) {
 		if (errno == ENOENT)
 			return err_set(-ENOENT, "no ring named %s", name);
 		return err_sys("cannot unlink %s", path);
 	}
+	if (data[0] && unlink(data) != 0 && errno != ENOENT)
+		return err_sys("cannot unlink %s", data);
 	return 0;
 }
 

@@ -64,12 +64,11 @@ int spsc_pop(struct shmring *r, void *msg)
 	uint64_t hd = r->c_head;
 	if (hd == r->c_tail_cache) {
 		r->c_tail_cache = load_acquire64(&h->tail); /* C1, pairs with P1 */
-		uint64_t avail = r->c_tail_cache - hd;
+		uint64_t tail = r->c_tail_cache, avail = tail - hd;
 		if (avail > r->capacity) {
 			r->c_tail_cache = hd;
 			return err_set(-EBADMSG, "ring %s: tail %llu is more than capacity past head %llu",
-				       r->name, (unsigned long long)(hd + avail),
-				       (unsigned long long)hd);
+				       r->name, (unsigned long long)tail, (unsigned long long)hd);
 		}
 		if (avail == 0)
 			return -EAGAIN;
