@@ -220,7 +220,9 @@ int shmring_fd(const struct shmring *r);
  *
  * Caller: a producer (SPSC: the one producer; MPSC/MPMC: any number).
  * Progress: SPSC wait-free; MPSC/MPMC lock-free. No system call, no fence on
- * rings without SHMRING_F_BLOCKING.
+ * rings without SHMRING_F_BLOCKING. On a blocking ring a push also makes one
+ * seq_cst fence and reads the consumers' futex word, and calls FUTEX_WAKE
+ * only if a consumer sleeps (that wake is a system call).
  *
  * Returns 0, or:
  *   -EAGAIN   the ring is full
@@ -232,10 +234,16 @@ SHMRING_MUST_CHECK int shmring_try_push(struct shmring *r, const void *msg);
 
 /*
  * shmring_push_wait - like try_push, but while the ring is full waits up to
- * @timeout_ns (0: one try, < 0: without end). The wait busy-spins with a CPU
- * relax hint.
+ * @timeout_ns (0: one try, < 0: without end).
  *
- * Returns 0, or -ETIMEDOUT (still full at the deadline), -EINVAL, -EBADMSG.
+ * How it waits: on a ring without SHMRING_F_BLOCKING it busy-spins with a CPU
+ * relax hint (no system call; it cannot see signals, so pass a bounded
+ * timeout if you must react to one). On a SHMRING_F_BLOCKING ring it spins
+ * for the handle's spin time (shmring_set_spin_ns), then sleeps on a shared
+ * futex until a consumer frees a slot; no wake-up is lost.
+ *
+ * Returns 0, or -ETIMEDOUT (still full at the deadline), -EINTR (blocking
+ * rings: a signal handler ran while it slept), -EINVAL, -EBADMSG.
  */
 int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns);
 
@@ -244,7 +252,8 @@ int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns);
  *
  * Caller: a consumer (SPSC, MPSC: the one consumer; MPMC: any number).
  * Progress: SPSC wait-free; MPSC wait-free (a slot still being written reads
- * as empty); MPMC lock-free. A message is never delivered torn.
+ * as empty); MPMC lock-free. A message is never delivered torn. On a
+ * blocking ring a pop wakes sleeping producers as a push wakes consumers.
  *
  * Returns 0, or:
  *   -EAGAIN   the ring is empty (or its oldest slot is still being written)
@@ -256,12 +265,26 @@ SHMRING_MUST_CHECK int shmring_try_pop(struct shmring *r, void *msg);
 
 /*
  * shmring_pop_wait - like try_pop, but while the ring is empty waits up to
- * @timeout_ns (0: one try, < 0: without end). The wait busy-spins with a CPU
- * relax hint.
+ * @timeout_ns (0: one try, < 0: without end).
  *
- * Returns 0, or -ETIMEDOUT (still empty at the deadline), -EINVAL, -EBADMSG.
+ * How it waits: as shmring_push_wait. On a SHMRING_F_BLOCKING ring an idle
+ * consumer costs no CPU after its spin time: it sleeps on a shared futex and
+ * a producer wakes it (one FUTEX_WAKE, made only when a sleeper announced
+ * itself). Several consumers may sleep at once (MPMC); all are woken.
+ *
+ * Returns 0, or -ETIMEDOUT (still empty at the deadline), -EINTR (blocking
+ * rings: a signal handler ran while it slept), -EINVAL, -EBADMSG.
  */
 int shmring_pop_wait(struct shmring *r, void *msg, int64_t timeout_ns);
+
+/*
+ * shmring_set_spin_ns - how long this handle's push_wait/pop_wait spin on a
+ * SHMRING_F_BLOCKING ring before they sleep (default 20000 ns; 0 sleeps at
+ * once). No effect on spin-only rings. Caller: the thread using the handle.
+ *
+ * Returns 0, or -EINVAL (NULL handle, negative time).
+ */
+int shmring_set_spin_ns(struct shmring *r, int64_t spin_ns);
 
 /*
  * shmring_size - the number of messages in the ring, a snapshot that may be

@@ -26,6 +26,7 @@ struct shmring {
 	uint32_t word_off;    /* MPSC/MPMC: offset of the state word within a slot */
 	uint32_t kind;
 	uint32_t owner;       /* this handle's id in slot claims (0 until liveness assigns one) */
+	bool blocking;        /* SHMRING_F_BLOCKING: wake sleepers after each push and pop */
 
 	/*
 	 * SPSC: each side keeps its own index and a cached copy of the other
@@ -40,6 +41,7 @@ struct shmring {
 	bool c_ready;
 
 	/* Cold. */
+	int64_t spin_ns;      /* blocking waits: spin this long before sleeping */
 	bool creator;
 	bool locked;
 	uint32_t ring_flags;  /* as created */
@@ -65,6 +67,12 @@ SHMRING_HIDDEN int err_sys(const char *fmt, ...) __attribute__((format(printf, 1
 /* clock.c */
 SHMRING_HIDDEN int64_t mono_ns(void);
 SHMRING_HIDDEN int64_t deadline_from(int64_t timeout_ns);
+
+/* wait.c: wake the other side's sleepers after publishing (blocking rings). */
+SHMRING_HIDDEN void wake_waiters(struct shmring *r, atomic_u32 *word);
+
+/* Default spin before a blocking wait sleeps: tens of microseconds. */
+#define SHMRING_DEFAULT_SPIN_NS 20000
 
 /* spsc.c */
 SHMRING_HIDDEN int spsc_push(struct shmring *r, const void *msg);

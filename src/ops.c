@@ -1,76 +1,35 @@
 /*
  * ops.c - the data operations as the API names them: dispatch on the ring
- * kind, the waiting forms, and the queries.
- *
- * Waiting. push_wait and pop_wait retry the try form with a CPU relax hint in
- * between and read the clock only every WAIT_CLOCK_EVERY tries (the vDSO
- * clock is cheap but not free). They never sleep in the kernel; a caller that
- * must see a signal passes a bounded timeout.
+ * kind, the wake-up of sleepers on blocking rings, and the queries. The
+ * waiting forms are in wait.c.
  */
 #include <errno.h>
 
 #include "internal.h"
 
-#define WAIT_CLOCK_EVERY 64
-
 int shmring_try_push(struct shmring *r, const void *msg)
 {
 	if (!r || !msg)
 		return err_set(-EINVAL, "try_push: NULL argument");
-	return r->kind == SHMRING_SPSC ? spsc_push(r, msg) : mp_push(r, msg);
+	int rc = r->kind == SHMRING_SPSC ? spsc_push(r, msg) : mp_push(r, msg);
+	if (r->blocking && rc == 0)
+		wake_waiters(r, &r->hdr->data_futex);
+	return rc;
 }
 
 int shmring_try_pop(struct shmring *r, void *msg)
 {
 	if (!r || !msg)
 		return err_set(-EINVAL, "try_pop: NULL argument");
+	int rc;
 	switch (r->kind) {
-	case SHMRING_SPSC: return spsc_pop(r, msg);
-	case SHMRING_MPSC: return mpsc_pop(r, msg);
-	default: return mpmc_pop(r, msg);
+	case SHMRING_SPSC: rc = spsc_pop(r, msg); break;
+	case SHMRING_MPSC: rc = mpsc_pop(r, msg); break;
+	default: rc = mpmc_pop(r, msg); break;
 	}
-}
-
-static int timed_out(struct shmring *r, const char *what)
-{
-	atomic_fetch_add_explicit(&r->hdr->counters.wait_timeouts, 1, memory_order_relaxed);
-	return err_set(-ETIMEDOUT, "%s on ring %s reached its timeout", what, r->name);
-}
-
-int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns)
-{
-	int rc = shmring_try_push(r, msg);
-	if (rc != -EAGAIN)
-		return rc;
-	if (timeout_ns == 0)
-		return timed_out(r, "push_wait");
-	int64_t deadline = deadline_from(timeout_ns);
-	for (unsigned i = 1;; i++) {
-		cpu_relax();
-		rc = shmring_try_push(r, msg);
-		if (rc != -EAGAIN)
-			return rc;
-		if (i % WAIT_CLOCK_EVERY == 0 && mono_ns() >= deadline)
-			return timed_out(r, "push_wait");
-	}
-}
-
-int shmring_pop_wait(struct shmring *r, void *msg, int64_t timeout_ns)
-{
-	int rc = shmring_try_pop(r, msg);
-	if (rc != -EAGAIN)
-		return rc;
-	if (timeout_ns == 0)
-		return timed_out(r, "pop_wait");
-	int64_t deadline = deadline_from(timeout_ns);
-	for (unsigned i = 1;; i++) {
-		cpu_relax();
-		rc = shmring_try_pop(r, msg);
-		if (rc != -EAGAIN)
-			return rc;
-		if (i % WAIT_CLOCK_EVERY == 0 && mono_ns() >= deadline)
-			return timed_out(r, "pop_wait");
-	}
+	if (r->blocking && rc == 0)
+		wake_waiters(r, &r->hdr->space_futex);
+	return rc;
 }
 
 size_t shmring_size(const struct shmring *r)

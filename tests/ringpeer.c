@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "shmring.h"
@@ -36,9 +38,49 @@
 
 static time_t deadline;
 
+/*
+ * SHMRING_PEER_FAULTS=1: count this process's page faults over its message
+ * loop (after attach, buffers touched) and fail if there were any.
+ */
+static struct rusage ru0;
+
+static void faults_begin(void)
+{
+	const char *env = getenv("SHMRING_PEER_FAULTS");
+	if (env && strcmp(env, "1") == 0) {
+		/*
+		 * The ring's pages were made resident by attach; this process's own
+		 * code, stack and libc pages are faulted in lazily on first use, as
+		 * in any program. Lock them now (what a latency-sensitive process
+		 * does) and touch the clock's vDSO page, so that a fault counted
+		 * below can only come from the ring.
+		 */
+		if (mlockall(MCL_CURRENT) != 0)
+			perror("ringpeer: mlockall");
+		(void)time(NULL);
+		sched_yield();
+	}
+	getrusage(RUSAGE_SELF, &ru0);
+}
+
+static int faults_end(const char *who)
+{
+	struct rusage ru1;
+	getrusage(RUSAGE_SELF, &ru1);
+	const char *env = getenv("SHMRING_PEER_FAULTS");
+	if (!env || strcmp(env, "1") != 0)
+		return 0;
+	long minor = ru1.ru_minflt - ru0.ru_minflt, major = ru1.ru_majflt - ru0.ru_majflt;
+	printf("%s: page faults in the message loop: minor %ld, major %ld\n", who, minor, major);
+	return minor || major;
+}
+
+/* NAME is a ring name, or "fd:N" for an unnamed ring's fd inherited across exec. */
 static int attach(const char *name, struct shmring **r)
 {
-	int rc = shmring_attach(name, NULL, 10LL * 1000000000, r);
+	int rc = strncmp(name, "fd:", 3) == 0
+			 ? shmring_attach_fd(atoi(name + 3), NULL, r)
+			 : shmring_attach(name, NULL, 10LL * 1000000000, r);
 	if (rc) {
 		fprintf(stderr, "ringpeer: attach %s: %s (%s)\n", name, shmring_strerror(rc),
 			shmring_last_error());
@@ -55,6 +97,8 @@ static int produce(const char *name, uint32_t id, uint64_t count)
 	shmring_info(r, &info);
 	size_t size = info.msg_size;
 	unsigned char msg[8192];
+	memset(msg, 0, sizeof(msg));
+	faults_begin();
 	for (uint64_t seq = 0; seq < count; seq++) {
 		msg_fill(msg, size, id, seq);
 		int rc;
@@ -72,6 +116,8 @@ static int produce(const char *name, uint32_t id, uint64_t count)
 			return 1;
 		}
 	}
+	if (faults_end("producer"))
+		return 1;
 	shmring_close(r);
 	return 0;
 }
@@ -98,7 +144,9 @@ static int consume(const char *name, uint32_t nprod, uint64_t count, const char 
 	for (int i = 0; i < MAX_PRODUCERS; i++)
 		last[i] = -1;
 	unsigned char msg[8192];
+	memset(msg, 0, sizeof(msg));
 	uint64_t spins = 0;
+	faults_begin();
 	for (;;) {
 		if (exact && received == (uint64_t)nprod * count)
 			break;
@@ -147,6 +195,8 @@ static int consume(const char *name, uint32_t nprod, uint64_t count, const char 
 			fwrite(rec, sizeof(rec), 1, out);
 		}
 	}
+	if (faults_end("consumer"))
+		errors++;
 	if (exact)
 		for (uint32_t p = 0; p < nprod; p++)
 			if (next[p] != count && errors++ < 5)
