@@ -5,6 +5,7 @@
 #   make check        install packages if needed, build, run the whole test suite
 #   make SAN=asan     the same builds with AddressSanitizer + UBSan (in build-asan/)
 #   make SAN=tsan     ThreadSanitizer build (in build-tsan/)
+#   make SAN=broken-wake   the broken wait protocol, for the torture test's negative control
 #   make install      PREFIX=/usr/local DESTDIR= (library, headers, shmring.pc)
 
 # One version source: the public header.
@@ -34,11 +35,16 @@ SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 else ifeq ($(SAN),tsan)
 BUILD ?= build-tsan
 SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else ifeq ($(SAN),broken-wake)
+# Negative control for the lost-wake-up torture test: the waiter announces
+# itself after its last look at the ring (src/wait.c). Never install this.
+BUILD ?= build-broken
+SANFLAGS := -DSHMRING_BROKEN_WAKE
 else ifeq ($(SAN),)
 BUILD ?= build
 SANFLAGS :=
 else
-$(error SAN must be empty, asan or tsan)
+$(error SAN must be empty, asan, tsan or broken-wake)
 endif
 
 ALL_CFLAGS := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
@@ -87,7 +93,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) $(BASE_LDLIBS)
 
 tests: $(TESTS) $(TEST_HELPERS)
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC) $(wildcard src/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) -lcmocka $(BASE_LDLIBS)
 
@@ -128,6 +134,6 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-broken
 
 -include $(LIB_OBJS:.o=.d)

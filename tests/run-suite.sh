@@ -103,15 +103,34 @@ run_script() {
 	fi
 }
 
+# run_expect_fail NAME TIMEOUT_S PATTERN CMD...: passes when CMD fails and prints PATTERN
+# (a test shown to catch the bug it is for).
+run_expect_fail() {
+	local name=$1 tmo=$2 pattern=$3
+	shift 3
+	local log=$logdir/$name.log rc=0
+	echo "=== $name (must fail): $*"
+	timeout -k 10 "$tmo" "$@" >"$log" 2>&1 || rc=$?
+	cat "$log"
+	if [ "$rc" != 0 ] && grep -q "$pattern" "$log"; then
+		echo "=== $name: failed as it must (status $rc, '$pattern' found)"
+		passed=$((passed + 1))
+	else
+		echo "=== $name: did NOT fail as it must (status $rc)"
+		failed=$((failed + 1))
+		failures+=("$name")
+	fi
+}
+
 unit_tests() {
 	local b=$1 tag=$2
-	for t in test_ops test_attach test_threads test_mp; do
+	for t in test_ops test_attach test_threads test_mp test_blocking test_hugepage; do
 		[ -x "$b/tests/$t" ] || continue
 		run_cmocka "$tag$t" 900 "$b/tests/$t"
 	done
 	for t in "$b"/tests/test_*; do
 		case "$(basename "$t")" in
-			test_ops|test_attach|test_threads|test_mp|*.d|*.o) continue ;;
+			test_ops|test_attach|test_threads|test_mp|test_blocking|test_hugepage|*.d|*.o) continue ;;
 		esac
 		[ -x "$t" ] && run_cmocka "$tag$(basename "$t")" 900 "$t"
 	done
@@ -139,6 +158,12 @@ else
 		make -s -j"$jobs" SAN=asan tests
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 			unit_tests build-asan "asan:"
+
+		echo "=== negative control: the torture test against a deliberately broken wait protocol"
+		make -s -j"$jobs" SAN=broken-wake build-broken/tests/test_blocking
+		run_expect_fail "broken_wake_torture" 120 "LOST WAKE-UP" \
+			env SHMRING_TEST_ONLY=test_no_wakeup_is_lost_in_torture_cycles \
+			build-broken/tests/test_blocking
 
 		echo "=== build (ThreadSanitizer: thread tests)"
 		make -s -j"$jobs" SAN=tsan build-tsan/tests/test_threads
