@@ -287,6 +287,53 @@ int shmring_pop_wait(struct shmring *r, void *msg, int64_t timeout_ns);
 int shmring_set_spin_ns(struct shmring *r, int64_t spin_ns);
 
 /*
+ * shmring_try_push_n - copy up to @n messages (n x msg_size contiguous bytes
+ * from @msgs) into the ring, as many as fit, in order. The shared index moves
+ * once for the whole batch (SPSC: one tail store; MPSC/MPMC: one CAS claim per
+ * slot on the slot's own line, one move of the tail hint).
+ *
+ * Caller and progress: as shmring_try_push. On a blocking ring, sleepers are
+ * woken once per batch.
+ *
+ * Returns the number pushed (1..n), or -EAGAIN (full: none pushed), -EINVAL
+ * (NULL, n == 0), -EBADMSG.
+ */
+SHMRING_MUST_CHECK int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n);
+
+/*
+ * shmring_try_pop_n - copy up to @n of the oldest messages into @msgs
+ * (room for n x msg_size bytes), in order, moving the shared index once.
+ *
+ * Caller and progress: as shmring_try_pop.
+ *
+ * Returns the number popped (1..n), or -EAGAIN (empty), -EINVAL (NULL,
+ * n == 0), -EBADMSG.
+ */
+SHMRING_MUST_CHECK int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n);
+
+/*
+ * Zero-copy. shmring_reserve hands out the next free slot (msg_size bytes,
+ * aligned as promised above) for the caller to write in place; shmring_commit
+ * publishes it. shmring_peek hands out the oldest message in place, read-only;
+ * shmring_release frees its slot. Until commit (release) the slot is this
+ * handle's alone: consumers do not see it (producers do not reuse it), and in
+ * MPSC/MPMC rings a consumer of a later position waits behind it (returns
+ * -EAGAIN), so keep the window short. One reservation and one peek at a time
+ * per handle.
+ *
+ * Caller: reserve/commit a producer, peek/release a consumer, with the same
+ * progress as try_push/try_pop. commit and release are wait-free.
+ *
+ * reserve, peek return 0 with *slot set, or -EAGAIN (full / empty), -EINVAL
+ * (NULL, or one already outstanding on this handle), -EBADMSG.
+ * commit, release return 0, or -EINVAL (nothing outstanding).
+ */
+SHMRING_MUST_CHECK int shmring_reserve(struct shmring *r, void **slot);
+int shmring_commit(struct shmring *r);
+SHMRING_MUST_CHECK int shmring_peek(struct shmring *r, const void **slot);
+int shmring_release(struct shmring *r);
+
+/*
  * shmring_size - the number of messages in the ring, a snapshot that may be
  * stale by the time it returns; always in [0, capacity]. Any thread holding a
  * handle; wait-free. NULL gives 0.

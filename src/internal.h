@@ -40,6 +40,12 @@ struct shmring {
 	bool p_ready;          /* p_tail/p_head_cache loaded from the ring */
 	bool c_ready;
 
+	/* Zero-copy: the slot handed out by reserve (push side) and peek (pop side). */
+	bool zc_push;
+	bool zc_pop;
+	uint64_t zc_push_pos;
+	uint64_t zc_pop_pos;
+
 	/* Cold. */
 	int64_t spin_ns;      /* blocking waits: spin this long before sleeping */
 	bool creator;
@@ -79,6 +85,9 @@ SHMRING_HIDDEN int spsc_push(struct shmring *r, const void *msg);
 SHMRING_HIDDEN int spsc_pop(struct shmring *r, void *msg);
 
 /* mpmc.c */
+SHMRING_HIDDEN int mp_claim(struct shmring *r, uint64_t *pos, bool move_hint);
+SHMRING_HIDDEN int mpsc_peek(struct shmring *r, uint64_t *pos);
+SHMRING_HIDDEN int mpmc_claim(struct shmring *r, uint64_t *pos, bool move_hint);
 SHMRING_HIDDEN int mp_push(struct shmring *r, const void *msg);
 SHMRING_HIDDEN int mpsc_pop(struct shmring *r, void *msg);
 SHMRING_HIDDEN int mpmc_pop(struct shmring *r, void *msg);

@@ -64,7 +64,12 @@ static int corrupt(const struct shmring *r, uint64_t pos, uint64_t w)
 		       r->name, (unsigned long long)pos, (unsigned long long)w);
 }
 
-int mp_push(struct shmring *r, const void *msg)
+/*
+ * Claim the slot of the next free position for writing (EMPTY -> WRITING by
+ * this owner). Moves the tail hint past it when move_hint (a batch moves it
+ * once at the end instead). 0 with *pos set, -EAGAIN when full, -EBADMSG.
+ */
+int mp_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 {
 	struct shmring_hdr *h = r->hdr;
 	uint64_t t = load_relaxed64(&h->tail);
@@ -86,10 +91,11 @@ int mp_push(struct shmring *r, const void *msg)
 				steps--;
 				continue; /* another producer took it: look again */
 			}
-			uint64_t expect = t;
-			cas_relaxed64(&h->tail, &expect, t + 1);
-			memcpy(slot_at(r, t), msg, r->msg_size);
-			store_release64(wp, word_make(t, ST_FULL, 0)); /* P1, pairs with C1 */
+			if (move_hint) {
+				uint64_t expect = t;
+				cas_relaxed64(&h->tail, &expect, t + 1);
+			}
+			*pos = t;
 			return 0;
 		}
 		if (d < 0) {
@@ -108,7 +114,23 @@ int mp_push(struct shmring *r, const void *msg)
 		       r->name, (unsigned long long)help_limit(r));
 }
 
-int mpsc_pop(struct shmring *r, void *msg)
+int mp_push(struct shmring *r, const void *msg)
+{
+	uint64_t t;
+	int rc = mp_claim(r, &t, true);
+	if (rc)
+		return rc;
+	memcpy(slot_at(r, t), msg, r->msg_size);
+	store_release64(slot_word(r, t), word_make(t, ST_FULL, 0)); /* P1, pairs with C1 */
+	return 0;
+}
+
+/*
+ * MPSC: the position of the oldest FULL slot, passing over skipped slots and
+ * a head left behind by a consumer that died. No claim: there is one consumer.
+ * 0 with *pos set, -EAGAIN when empty, -EBADMSG.
+ */
+int mpsc_peek(struct shmring *r, uint64_t *pos)
 {
 	struct shmring_hdr *h = r->hdr;
 	/* Only this consumer writes head, so plain loads and stores of it suffice. */
@@ -125,9 +147,7 @@ int mpsc_pop(struct shmring *r, void *msg)
 		if (d < 0 || (d == 0 && (st == ST_EMPTY || st == ST_WRITING)))
 			return -EAGAIN;
 		if (d == 0 && st == ST_FULL) {
-			memcpy(msg, slot_at(r, hd), r->msg_size);
-			store_release64(wp, word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
-			store_relaxed64(&h->head, hd + 1);
+			*pos = hd;
 			return 0;
 		}
 		if (d == 0) /* ST_SKIP: a dead producer's slot; free it and go on */
@@ -140,7 +160,25 @@ int mpsc_pop(struct shmring *r, void *msg)
 		       r->name, (unsigned long long)help_limit(r));
 }
 
-int mpmc_pop(struct shmring *r, void *msg)
+int mpsc_pop(struct shmring *r, void *msg)
+{
+	uint64_t hd;
+	int rc = mpsc_peek(r, &hd);
+	if (rc)
+		return rc;
+	memcpy(msg, slot_at(r, hd), r->msg_size);
+	store_release64(slot_word(r, hd), word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
+	store_relaxed64(&r->hdr->head, hd + 1);
+	return 0;
+}
+
+/*
+ * MPMC: claim the oldest FULL slot for reading (FULL -> READING by this
+ * owner), freeing skipped slots on the way; move the head hint past it when
+ * move_hint (a batch moves it once at the end instead).
+ * 0 with *pos set, -EAGAIN when empty, -EBADMSG.
+ */
+int mpmc_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 {
 	struct shmring_hdr *h = r->hdr;
 	uint64_t hd = load_relaxed64(&h->head);
@@ -164,14 +202,19 @@ int mpmc_pop(struct shmring *r, void *msg)
 				steps--;
 				continue; /* another consumer took it: look again */
 			}
+			if (st == ST_FULL) {
+				if (move_hint) {
+					uint64_t expect = hd;
+					cas_relaxed64(&h->head, &expect, hd + 1);
+				}
+				*pos = hd;
+				return 0;
+			}
+			/* A skipped slot: free it, move the hint past it, go on to the next. */
+			store_release64(wp, word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2 */
 			uint64_t expect = hd;
 			cas_relaxed64(&h->head, &expect, hd + 1);
-			if (st == ST_FULL)
-				memcpy(msg, slot_at(r, hd), r->msg_size);
-			store_release64(wp, word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
-			if (st == ST_FULL)
-				return 0;
-			hd++; /* a skipped slot: go on to the next position */
+			hd++;
 			continue;
 		}
 		/* Position hd is being read (d == 0) or long gone (d > 0): move the hint on. */
@@ -180,6 +223,17 @@ int mpmc_pop(struct shmring *r, void *msg)
 	}
 	return err_set(-EBADMSG, "ring %s: no message found after %llu steps; state is corrupt",
 		       r->name, (unsigned long long)help_limit(r));
+}
+
+int mpmc_pop(struct shmring *r, void *msg)
+{
+	uint64_t hd;
+	int rc = mpmc_claim(r, &hd, true);
+	if (rc)
+		return rc;
+	memcpy(msg, slot_at(r, hd), r->msg_size);
+	store_release64(slot_word(r, hd), word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
+	return 0;
 }
 
 /* Set every slot to EMPTY for the position it serves first, starting at base. */

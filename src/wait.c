@@ -28,14 +28,19 @@
  *
  * Wake-all: several consumers (MPMC) or producers (MPSC, MPMC) may sleep on
  * one word, and the waker clears WAITERS for all of them, so all must wake
- * and re-announce if they still find nothing. The epoch is 31 bits and only
- * compared for equality; it wraps harmlessly (a waiter would have to sleep
- * through exactly 2^31 wakes between W2 and W5 to miss one).
+ * and re-announce if they still find nothing (the model shows that waking
+ * one loses wake-ups). The epoch is needed too: with the WAITERS bit alone, a
+ * second waiter can set the word back to the value a first one is about to
+ * sleep on. It is 31 bits and compared for equality, so in theory a waiter
+ * stalled between W2 and W5 through exactly 2^31 wake cycles could still
+ * sleep on a stale value; every sleep is therefore at most SLEEP_SLICE_NS
+ * (1 s), after which the waiter looks at the ring again: a wait without end
+ * costs one wake-up a second.
  *
- * The sleep always has an absolute CLOCK_MONOTONIC timeout, a far one when
- * the caller waits without end: the kernel restarts an untimed FUTEX_WAIT
- * after an SA_RESTART handler but turns a timed one into EINTR, and a caller
- * must see signals (-EINTR) whatever flags its handler was installed with.
+ * The sleep always has an absolute CLOCK_MONOTONIC timeout: the kernel
+ * restarts an untimed FUTEX_WAIT after an SA_RESTART handler but turns a
+ * timed one into EINTR, and a caller must see signals (-EINTR) whatever flags
+ * its handler was installed with.
  *
  * Rings without SHMRING_F_BLOCKING never reach any of this: their push and pop
  * test one handle flag and add no fence, atomic RMW or system call.
@@ -51,8 +56,8 @@
 
 #define WAIT_CLOCK_EVERY 64
 #define WAITERS 1u
-/* An untimed wait still passes a deadline (see above): this far away. */
-#define FAR_AWAY_NS (INT64_C(3600) * 24 * 365 * 1000000000)
+/* The longest single futex sleep; a longer wait sleeps again (see the epoch note). */
+#define SLEEP_SLICE_NS INT64_C(1000000000)
 
 #ifdef SHMRING_BROKEN_WAKE
 /*
@@ -66,8 +71,6 @@
 
 static int futex_wait_abs(atomic_u32 *word, uint32_t val, int64_t deadline)
 {
-	if (deadline == INT64_MAX)
-		deadline = mono_ns() + FAR_AWAY_NS;
 	struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; not private: shared memory. */
 	long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val, &ts, NULL,
@@ -121,10 +124,15 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 		for (int64_t until = mono_ns() + BROKEN_DELAY_NS; mono_ns() < until;)
 			cpu_relax();
 #endif
-		uint32_t v = atomic_load_explicit(word, memory_order_relaxed); /* W2 */
+		/*
+		 * W2. A waiter that finds WAITERS already set announces nothing
+		 * itself: its acquire load of the announcing CAS (seq_cst) orders
+		 * that CAS before its own fence W3, so the Dekker argument covers it.
+		 */
+		uint32_t v = atomic_load_explicit(word, memory_order_acquire);
 		if (!(v & WAITERS) &&
 		    !atomic_compare_exchange_weak_explicit(word, &v, v | WAITERS,
-							   memory_order_relaxed, memory_order_relaxed))
+							   memory_order_seq_cst, memory_order_acquire))
 			continue;
 		v |= WAITERS;
 #ifndef SHMRING_BROKEN_WAKE
@@ -134,7 +142,10 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 			return rc;
 #endif
 		atomic_fetch_add_explicit(&r->hdr->counters.futex_sleeps, 1, memory_order_relaxed);
-		rc = futex_wait_abs(word, v, deadline); /* W5 */
+		/* W5, at most SLEEP_SLICE_NS at a time (see the epoch note above). */
+		int64_t now = mono_ns();
+		rc = futex_wait_abs(word, v, deadline - now > SLEEP_SLICE_NS ? now + SLEEP_SLICE_NS
+									 : deadline);
 		if (rc == -EINTR)
 			return err_set(-EINTR, "%s on ring %s interrupted by a signal", what, r->name);
 		/* W6: woken, word changed, or timed out: look again (the deadline is checked at W1). */

@@ -13,6 +13,10 @@
  *       (producer, seq) received is written to OUTFILE for the parent to check
  *       exactly-once across consumers (MPMC).
  *
+ * SHMRING_PEER_MODE: "copy" (default: try_push/try_pop), "batch"
+ * (try_push_n/try_pop_n, 16 at a time) or "zerocopy" (reserve/commit,
+ * peek/release).
+ *
  * On a full or empty ring both sides call sched_yield(): the test machine has
  * two cores and more processes than that may spin. Every loop is bounded by
  * PEER_DEADLINE_S; exit status 0 = all checks held, 1 = a check failed,
@@ -89,6 +93,37 @@ static int attach(const char *name, struct shmring **r)
 	return 0;
 }
 
+enum mode { MODE_COPY, MODE_BATCH, MODE_ZEROCOPY };
+#define BATCH 16
+static enum mode peer_mode;
+static unsigned char batch[BATCH * 8192];
+static unsigned batch_have, batch_next;
+
+/* One message into msg, by the API form SHMRING_PEER_MODE names. */
+static int get_one(struct shmring *r, unsigned char *msg, size_t size)
+{
+	if (peer_mode == MODE_BATCH) {
+		if (batch_next == batch_have) {
+			int rc = shmring_try_pop_n(r, batch, BATCH);
+			if (rc < 0)
+				return rc;
+			batch_have = (unsigned)rc;
+			batch_next = 0;
+		}
+		memcpy(msg, batch + (size_t)batch_next++ * size, size);
+		return 0;
+	}
+	if (peer_mode == MODE_ZEROCOPY) {
+		const void *slot;
+		int rc = shmring_peek(r, &slot);
+		if (rc)
+			return rc;
+		memcpy(msg, slot, size); /* read in place, kept for the checks below */
+		return shmring_release(r);
+	}
+	return shmring_try_pop(r, msg);
+}
+
 static int produce(const char *name, uint32_t id, uint64_t count)
 {
 	struct shmring *r;
@@ -99,22 +134,46 @@ static int produce(const char *name, uint32_t id, uint64_t count)
 	unsigned char msg[8192];
 	memset(msg, 0, sizeof(msg));
 	faults_begin();
-	for (uint64_t seq = 0; seq < count; seq++) {
-		msg_fill(msg, size, id, seq);
+	for (uint64_t seq = 0; seq < count;) {
 		int rc;
-		while ((rc = shmring_try_push(r, msg)) == -EAGAIN) {
-			sched_yield();
-			if ((seq & 1023) == 0 && time(NULL) > deadline) {
-				fprintf(stderr, "ringpeer: producer %u: deadline at seq %llu\n", id,
-					(unsigned long long)seq);
-				return 3;
+		unsigned n = 1;
+		void *slot = NULL;
+		if (peer_mode == MODE_BATCH) {
+			n = count - seq < BATCH ? (unsigned)(count - seq) : BATCH;
+			for (unsigned i = 0; i < n; i++)
+				msg_fill(batch + (size_t)i * size, size, id, seq + i);
+		} else if (peer_mode == MODE_COPY) {
+			msg_fill(msg, size, id, seq);
+		}
+		for (unsigned done = 0; done < n;) {
+			if (peer_mode == MODE_BATCH)
+				rc = shmring_try_push_n(r, batch + (size_t)done * size, n - done);
+			else if (peer_mode == MODE_ZEROCOPY)
+				rc = shmring_reserve(r, &slot);
+			else
+				rc = shmring_try_push(r, msg);
+			if (rc == -EAGAIN) {
+				sched_yield();
+				if (time(NULL) > deadline) {
+					fprintf(stderr, "ringpeer: producer %u: deadline at seq %llu\n", id,
+						(unsigned long long)seq);
+					return 3;
+				}
+				continue;
 			}
+			if (rc < 0) {
+				fprintf(stderr, "ringpeer: push: %s (%s)\n", shmring_strerror(rc),
+					shmring_last_error());
+				return 1;
+			}
+			if (peer_mode == MODE_ZEROCOPY) {
+				msg_fill(slot, size, id, seq); /* written in place */
+				if (shmring_commit(r) != 0)
+					return 1;
+			}
+			done += peer_mode == MODE_BATCH ? (unsigned)rc : 1;
 		}
-		if (rc) {
-			fprintf(stderr, "ringpeer: push: %s (%s)\n", shmring_strerror(rc),
-				shmring_last_error());
-			return 1;
-		}
+		seq += n;
 	}
 	if (faults_end("producer"))
 		return 1;
@@ -150,7 +209,7 @@ static int consume(const char *name, uint32_t nprod, uint64_t count, const char 
 	for (;;) {
 		if (exact && received == (uint64_t)nprod * count)
 			break;
-		int rc = shmring_try_pop(r, msg);
+		int rc = get_one(r, msg, size);
 		if (rc == -EAGAIN) {
 			sched_yield();
 			if ((++spins & 1023) == 0 && time(NULL) > deadline) {
@@ -173,8 +232,18 @@ static int consume(const char *name, uint32_t nprod, uint64_t count, const char 
 					(unsigned long long)received);
 			continue;
 		}
-		if (p == STOP_ID)
+		if (p == STOP_ID) {
+			/*
+			 * One stop per consumer: stops are the last messages, so any
+			 * left in a popped batch belong to other consumers. Hand them
+			 * back (MPMC consumers may push).
+			 */
+			while (peer_mode == MODE_BATCH && batch_next < batch_have)
+				if (shmring_push_wait(r, batch + (size_t)batch_next++ * size,
+						      10LL * 1000000000) != 0)
+					errors++;
 			break;
+		}
 		if (p >= nprod) {
 			if (errors++ < 5)
 				fprintf(stderr, "ringpeer: unknown producer %u\n", p);
@@ -213,6 +282,9 @@ static int consume(const char *name, uint32_t nprod, uint64_t count, const char 
 int main(int argc, char **argv)
 {
 	deadline = time(NULL) + PEER_DEADLINE_S;
+	const char *m = getenv("SHMRING_PEER_MODE");
+	peer_mode = !m ? MODE_COPY : strcmp(m, "batch") == 0 ? MODE_BATCH
+			      : strcmp(m, "zerocopy") == 0 ? MODE_ZEROCOPY : MODE_COPY;
 	if (argc >= 5 && strcmp(argv[1], "produce") == 0)
 		return produce(argv[2], (uint32_t)strtoul(argv[3], NULL, 0),
 			       strtoull(argv[4], NULL, 0));

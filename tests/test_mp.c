@@ -133,15 +133,45 @@ static void test_mpsc_two_producer_processes_to_one_consumer_arrive_once_in_orde
 	run_exact(SHMRING_MPSC, 2, scaled(1000000), 256);
 }
 
+/* The same exchanges through the batch and zero-copy forms. */
+static void test_batch_and_zero_copy_forms_between_processes_arrive_once_in_order(void **state)
+{
+	(void)state;
+	const char *modes[] = {"batch", "zerocopy"};
+	for (int m = 0; m < 2; m++) {
+		setenv("SHMRING_PEER_MODE", modes[m], 1);
+		run_exact(SHMRING_SPSC, 1, scaled(1000000), 256);
+		run_exact(SHMRING_MPSC, 2, scaled(300000), 64);
+	}
+	unsetenv("SHMRING_PEER_MODE");
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
 }
 
+static void mpmc_exactly_once(void);
+
 static void test_mpmc_two_producers_two_consumers_deliver_each_message_exactly_once(void **state)
 {
 	(void)state;
+	mpmc_exactly_once();
+}
+
+static void test_mpmc_batch_and_zero_copy_deliver_each_message_exactly_once(void **state)
+{
+	(void)state;
+	setenv("SHMRING_PEER_MODE", "batch", 1);
+	mpmc_exactly_once();
+	setenv("SHMRING_PEER_MODE", "zerocopy", 1);
+	mpmc_exactly_once();
+	unsetenv("SHMRING_PEER_MODE");
+}
+
+static void mpmc_exactly_once(void)
+{
 	const char *name = test_name();
 	const int nprod = 2, ncons = 2;
 	uint64_t count = scaled(500000);
@@ -211,6 +241,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_spsc_ten_million_messages_between_processes_arrive_once_in_order),
 		cmocka_unit_test(test_mpsc_two_producer_processes_to_one_consumer_arrive_once_in_order),
 		cmocka_unit_test(test_mpmc_two_producers_two_consumers_deliver_each_message_exactly_once),
+		cmocka_unit_test(test_batch_and_zero_copy_forms_between_processes_arrive_once_in_order),
+		cmocka_unit_test(test_mpmc_batch_and_zero_copy_deliver_each_message_exactly_once),
 	};
 	return cmocka_run_group_tests_name("multiprocess", tests, NULL, NULL);
 }

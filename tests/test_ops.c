@@ -301,6 +301,100 @@ static void test_old_creator_close_does_not_unlink_a_new_ring(void **state)
 	assert_false(shm_exists(name));
 }
 
+
+static void test_batches_move_as_many_as_fit_in_order(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 3; k++) {
+		struct shmring *r = make(test_name(), kinds[k], 24, 8, 0);
+		unsigned char in[12 * 24], out[12 * 24], want[24];
+		for (unsigned i = 0; i < 12; i++)
+			msg_fill(in + i * 24, 24, 4, i);
+		assert_int_equal(shmring_try_push_n(r, in, 5), 5);
+		assert_int_equal(shmring_try_push_n(r, in + 5 * 24, 7), 3); /* only 3 fit */
+		assert_int_equal(shmring_try_push_n(r, in, 1), -EAGAIN);
+		assert_int_equal(shmring_size(r), 8);
+		assert_int_equal(shmring_try_pop_n(r, out, 3), 3);
+		assert_int_equal(shmring_try_pop_n(r, out + 3 * 24, 10), 5);
+		assert_int_equal(shmring_try_pop_n(r, out, 1), -EAGAIN);
+		for (unsigned i = 0; i < 8; i++) {
+			msg_fill(want, 24, 4, i);
+			assert_memory_equal(out + i * 24, want, 24);
+		}
+		/* Batches and single operations interleave across wrap-around. */
+		uint64_t pushed = 0, popped = 0;
+		for (int round = 0; round < 500; round++) {
+			unsigned char b[5 * 24];
+			unsigned n = 1 + (unsigned)round % 5;
+			for (unsigned i = 0; i < n; i++)
+				msg_fill(b + i * 24, 24, 4, pushed + i);
+			int got = round % 3 ? shmring_try_push_n(r, b, n) : shmring_try_push(r, b) == 0;
+			if (got > 0)
+				pushed += (uint64_t)got;
+			int m = shmring_try_pop_n(r, b, 1 + (unsigned)round % 4);
+			for (int i = 0; i < m; i++) {
+				msg_fill(want, 24, 4, popped++);
+				assert_memory_equal(b + i * 24, want, 24);
+			}
+		}
+		assert_true(popped > 500);
+		assert_int_equal(shmring_try_push_n(r, NULL, 1), -EINVAL);
+		assert_int_equal(shmring_try_pop_n(r, out, 0), -EINVAL);
+		assert_int_equal(shmring_close(r), 0);
+	}
+}
+
+static void test_zero_copy_writes_and_reads_in_place(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < 3; k++) {
+		struct shmring *r = make(test_name(), kinds[k], 64, 4, 0);
+		void *w;
+		const void *rd;
+		assert_int_equal(shmring_commit(r), -EINVAL);
+		assert_int_equal(shmring_release(r), -EINVAL);
+		assert_int_equal(shmring_peek(r, &rd), -EAGAIN);
+		for (uint64_t i = 0; i < 4; i++) {
+			assert_int_equal(shmring_reserve(r, &w), 0);
+			assert_int_equal((uintptr_t)w % 64, 0);
+			assert_int_equal(shmring_reserve(r, &w), -EINVAL); /* one at a time */
+			/* Not visible before commit. */
+			if (i == 0)
+				assert_int_equal(shmring_peek(r, &rd), -EAGAIN);
+			msg_fill(w, 64, 5, i);
+			assert_int_equal(shmring_commit(r), 0);
+		}
+		assert_int_equal(shmring_reserve(r, &w), -EAGAIN);
+		unsigned char want[64];
+		for (uint64_t i = 0; i < 4; i++) {
+			assert_int_equal(shmring_peek(r, &rd), 0);
+			assert_int_equal(shmring_peek(r, &rd), -EINVAL);
+			msg_fill(want, 64, 5, i);
+			assert_memory_equal(rd, want, 64);
+			/* The slot is still held: the ring does not count it free. */
+			assert_int_equal(shmring_reserve(r, &w), i == 0 ? -EAGAIN : 0);
+			if (i > 0) {
+				msg_fill(w, 64, 5, 100 + i);
+				assert_int_equal(shmring_commit(r), 0);
+			}
+			assert_int_equal(shmring_release(r), 0);
+		}
+		/* Copying pop reads what zero-copy wrote, and the other way round. */
+		unsigned char m[64];
+		for (uint64_t i = 1; i < 4; i++) {
+			assert_int_equal(shmring_try_pop(r, m), 0);
+			msg_fill(want, 64, 5, 100 + i);
+			assert_memory_equal(m, want, 64);
+		}
+		assert_int_equal(shmring_try_push(r, want), 0);
+		assert_int_equal(shmring_peek(r, &rd), 0);
+		assert_memory_equal(rd, want, 64);
+		assert_int_equal(shmring_release(r), 0);
+		assert_true(shmring_empty(r));
+		assert_int_equal(shmring_close(r), 0);
+	}
+}
+
 int main(void)
 {
 	watchdog_start(TEST_WATCHDOG_S);
@@ -316,6 +410,8 @@ int main(void)
 		cmocka_unit_test(test_errors_have_sentences_and_details),
 		cmocka_unit_test(test_creator_close_unlinks_unless_persist),
 		cmocka_unit_test(test_old_creator_close_does_not_unlink_a_new_ring),
+		cmocka_unit_test(test_batches_move_as_many_as_fit_in_order),
+		cmocka_unit_test(test_zero_copy_writes_and_reads_in_place),
 	};
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }
