@@ -199,12 +199,20 @@ static int no_hugepages(size_t hps, uint64_t bytes, const char *why)
 	long free_now = hugepages_free(hps), total = hugepages_count(hps, "nr_hugepages");
 	uint64_t short_by = free_now >= 0 && (uint64_t)free_now < need ? need - (uint64_t)free_now : 0;
 	uint64_t pool = (total > 0 ? (uint64_t)total : 0) + short_by;
+	/* setup.sh takes 2M, 1G or a number of kB. */
+	char size[32];
+	if (hps % (1u << 30) == 0)
+		snprintf(size, sizeof(size), "%zuG", hps >> 30);
+	else if (hps % (1u << 20) == 0)
+		snprintf(size, sizeof(size), "%zuM", hps >> 20);
+	else
+		snprintf(size, sizeof(size), "%zu", hps >> 10);
 	return err_set(-ENOMEM,
 		       "%s: the ring needs %llu free %zu kB hugepages (%ld free now); reserve them "
-		       "and mount hugetlbfs with 'hugepage/setup.sh --pages %llu --size %zuK', "
+		       "and mount hugetlbfs with 'hugepage/setup.sh --pages %llu --size %s', "
 		       "or create without SHMRING_F_HUGEPAGE to fall back to normal pages",
 		       why, (unsigned long long)need, hps / 1024, free_now,
-		       (unsigned long long)(pool ? pool : need), hps / 1024);
+		       (unsigned long long)(pool ? pool : need), size);
 }
 
 /*

@@ -169,14 +169,15 @@ static void test_no_such_ring_is_enoent_after_about_the_timeout(void **state)
 	assert_null(a);
 }
 
-static void test_short_file_or_bad_capacity_in_header_is_ebadmsg(void **state)
+/* Inconsistent headers and short files, on the backing that flags choose. */
+static void bad_headers_are_ebadmsg(uint32_t flags)
 {
-	(void)state;
 	const char *name = test_name();
-	struct shmring *r = make(name, SHMRING_MPMC, 64, 64, 0);
+	struct shmring *r = make(name, SHMRING_MPMC, 64, 64, flags);
 	size_t len;
 	struct shmring_hdr *h = raw_map(name, &len);
 	struct shmring *a;
+	bool huge = h->backing == SHMRING_BACKING_HUGETLBFS;
 
 	h->capacity = 48;
 	assert_int_equal(attach(name, NULL, 0, &a), -EBADMSG);
@@ -185,22 +186,55 @@ static void test_short_file_or_bad_capacity_in_header_is_ebadmsg(void **state)
 	h->kind = 7;
 	assert_int_equal(attach(name, NULL, 0, &a), -EBADMSG);
 	h->kind = SHMRING_MPMC;
-	h->data_offset = len; /* slots beyond the end of the file */
+	uint64_t off = h->data_offset;
+	h->data_offset = len + 4096; /* slots beyond the end of the file */
 	assert_int_equal(attach(name, NULL, 0, &a), -EBADMSG);
-	h->data_offset = SHMRING_CTL_SIZE;
+	h->data_offset = off;
 	h->slot_size = 8; /* slots overlapping: does not fit msg_size */
 	assert_int_equal(attach(name, NULL, 0, &a), -EBADMSG);
 	h->slot_size = r->slot_size;
 	assert_int_equal(attach(name, NULL, 0, &a), 0);
 	assert_int_equal(shmring_close(a), 0);
 
-	char path[300];
-	snprintf(path, sizeof(path), "/dev/shm%s", name);
-	assert_int_equal(truncate(path, (off_t)len - 4096), 0);
+	char path[SHMRING_PATH_MAX];
+	if (huge) {
+		/* The header names a file that is not on hugetlbfs: refused. */
+		char saved[SHMRING_PATH_MAX];
+		memcpy(saved, h->data_path, sizeof(saved));
+		snprintf(h->data_path, sizeof(h->data_path), "/dev/shm%s", name);
+		assert_int_equal(attach(name, NULL, 0, &a), -EBADMSG);
+		memcpy(h->data_path, saved, sizeof(saved));
+		snprintf(path, sizeof(path), "%s", h->data_path); /* shorten the slot file */
+	} else {
+		snprintf(path, sizeof(path), "/dev/shm%s", name);
+	}
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(truncate(path, huge ? 0 : st.st_size - 4096), 0);
 	assert_int_equal(attach(name, NULL, 0, &a), -EBADMSG);
-	assert_non_null(strstr(shmring_last_error(), "the file has"));
+	assert_non_null(strstr(shmring_last_error(), huge ? "size" : "the file has"));
 	munmap(h, len);
 	assert_int_equal(shmring_close(r), 0);
+}
+
+static void test_short_file_or_bad_capacity_in_header_is_ebadmsg(void **state)
+{
+	(void)state;
+	bad_headers_are_ebadmsg(SHMRING_F_NO_HUGEPAGE);
+}
+
+static void test_short_hugetlbfs_file_or_bad_header_is_ebadmsg(void **state)
+{
+	(void)state;
+	struct shmring_config cfg = {.kind = SHMRING_MPMC, .msg_size = 64, .capacity = 64,
+				     .flags = SHMRING_F_HUGEPAGE};
+	struct shmring *probe = NULL;
+	if (shmring_create(test_name(), &cfg, &probe) != 0) {
+		print_message("SKIP: no hugetlbfs ring can be made here: %s\n", shmring_last_error());
+		skip();
+	}
+	assert_int_equal(shmring_close(probe), 0);
+	bad_headers_are_ebadmsg(SHMRING_F_HUGEPAGE);
 }
 
 static void test_bad_names_are_einval_or_enametoolong(void **state)
@@ -404,6 +438,7 @@ int main(void)
 		cmocka_unit_test(test_version_never_set_is_einprogress_after_the_timeout),
 		cmocka_unit_test(test_no_such_ring_is_enoent_after_about_the_timeout),
 		cmocka_unit_test(test_short_file_or_bad_capacity_in_header_is_ebadmsg),
+		cmocka_unit_test(test_short_hugetlbfs_file_or_bad_header_is_ebadmsg),
 		cmocka_unit_test(test_bad_names_are_einval_or_enametoolong),
 		cmocka_unit_test(test_existing_name_is_eexist_and_symlink_is_eloop),
 		cmocka_unit_test(test_unknown_flags_or_reserved_fields_are_einval),

@@ -236,7 +236,8 @@ static void test_null_arguments_are_einval(void **state)
 static void test_info_describes_the_ring(void **state)
 {
 	(void)state;
-	struct shmring *r = make(test_name(), SHMRING_MPSC, 200, 64, SHMRING_F_BLOCKING);
+	struct shmring *r = make(test_name(), SHMRING_MPSC, 200, 64,
+				 SHMRING_F_BLOCKING | SHMRING_F_NO_HUGEPAGE);
 	struct shmring_info info;
 	assert_int_equal(shmring_info(r, &info), 0);
 	assert_int_equal(info.kind, SHMRING_MPSC);
