@@ -93,12 +93,12 @@ $(BUILD)/shmring.pc: shmring.pc.in include/shmring.h
 examples: $(EXAMPLES)
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) $(BASE_LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) -luring $(BASE_LDLIBS)
 
 tests: $(TESTS) $(TEST_HELPERS)
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC) $(wildcard src/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) -lcmocka $(BASE_LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) -lcmocka -luring $(BASE_LDLIBS)
 
 # Installs the Debian packages the build and the tests need (root only; no-op when present).
 deps:

@@ -12,12 +12,14 @@
  *   +--------------------------------------------------------------+ 256
  *   | line 2   head: the consumers' index                           |
  *   +--------------------------------------------------------------+ 384
- *   | line 3   data futex word (consumers sleeping for data)        |
+ *   | line 3   data futex word (consumers sleeping for data), and   |
+ *   |          the notify word (event-loop consumers armed for data)|
  *   +--------------------------------------------------------------+ 512
  *   | line 4   space futex word (producers sleeping for space)      |
  *   +--------------------------------------------------------------+ 640
  *   | 640..1023   slow-path counters                               |
- *   | 1024..2047  participants and roles                           |
+ *   | 1024..1279  notify-fd registrations (16 x 16 bytes)          |
+ *   | 1280..2047  roles, then 47 participants (16 bytes each)      |
  *   | 2048..2303  path of a separate data file (hugetlbfs), or ""  |
  *   | ..4095      reserved, zero                                   |
  *   +--------------------------------------------------------------+ 4096
@@ -93,6 +95,37 @@ struct shmring_counters {
 	uint64_t spare[41];
 };
 
+/*
+ * One consumer's notify-fd registration: id 0 means the entry is free. A
+ * producer that sees an id it has not cached fetches that consumer's eventfd
+ * (see notify.c); pid is informational.
+ */
+#define SHMRING_NOTIFY_MAX 16
+struct shmring_notify_reg {
+	atomic_u64 id;
+	int32_t pid;
+	uint32_t spare;
+};
+
+/*
+ * A participant: one handle attached to the ring. Its id is its index + 1
+ * (0 means nobody, in roles and in slot owners). Whether it is alive is not
+ * read from here: the handle holds an OFD write lock on byte
+ * SHMRING_LOCK_BASE + index of the ring's file, which the kernel drops when
+ * the process dies (PIDs are reused and differ across namespaces). pid is
+ * what a person sees; roles record what the handle has done.
+ */
+#define SHMRING_PARTICIPANTS_MAX 47
+#define SHMRING_LOCK_BASE (INT64_C(1) << 40) /* lock bytes lie past any file's end */
+#define PART_PRODUCER 1u
+#define PART_CONSUMER 2u
+struct shmring_participant {
+	atomic_u32 state; /* 0 free, 1 in use (the lock decides whether it is alive) */
+	int32_t pid;
+	atomic_u32 roles; /* PART_PRODUCER | PART_CONSUMER: what it has done */
+	uint32_t spare;
+};
+
 struct shmring_hdr {
 	/* line 0: identity; written by the creator before version, read-only after */
 	uint64_t magic;
@@ -124,7 +157,8 @@ struct shmring_hdr {
 
 	/* line 3: consumers sleeping for data (SHMRING_F_BLOCKING) */
 	atomic_u32 data_futex;
-	uint8_t pad3[SHMRING_LINE - 4];
+	atomic_u32 notify_word; /* read with data_futex by the same waker: one line */
+	uint8_t pad3[SHMRING_LINE - 8];
 
 	/* line 4: producers sleeping for space (SHMRING_F_BLOCKING) */
 	atomic_u32 space_futex;
@@ -134,8 +168,14 @@ struct shmring_hdr {
 	struct shmring_counters counters;
 	uint8_t pad5[1024 - 640 - sizeof(struct shmring_counters)];
 
-	/* 1024: participants and roles (reserved for liveness) */
-	uint8_t participants[1024];
+	/* 1024: notify-fd registrations (notify.c) */
+	struct shmring_notify_reg notify[SHMRING_NOTIFY_MAX];
+
+	/* 1280: roles, then participants (liveness.c) */
+	atomic_u32 producer_role; /* SPSC: participant id holding the producer role, 0 = none */
+	atomic_u32 consumer_role; /* SPSC, MPSC: participant id holding the consumer role */
+	uint32_t role_spare[2];
+	struct shmring_participant part[SHMRING_PARTICIPANTS_MAX];
 
 	/* 2048: data file path for separate backings, NUL-terminated; "" if none */
 	char data_path[SHMRING_PATH_MAX];
@@ -154,7 +194,11 @@ static_assert(offsetof(struct shmring_hdr, head) == 256, "head on its own line p
 static_assert(offsetof(struct shmring_hdr, data_futex) == 384, "data futex on its own line");
 static_assert(offsetof(struct shmring_hdr, space_futex) == 512, "space futex on its own line");
 static_assert(offsetof(struct shmring_hdr, counters) == 640, "counters offset is ABI");
-static_assert(offsetof(struct shmring_hdr, participants) == 1024, "participants offset is ABI");
+static_assert(offsetof(struct shmring_hdr, notify_word) == 388, "notify word beside the futex word");
+static_assert(offsetof(struct shmring_hdr, notify) == 1024, "notify registrations offset is ABI");
+static_assert(offsetof(struct shmring_hdr, producer_role) == 1280, "roles offset is ABI");
+static_assert(offsetof(struct shmring_hdr, part) == 1296, "participants offset is ABI");
+static_assert(sizeof(struct shmring_participant) == 16, "participant entry size is ABI");
 static_assert(offsetof(struct shmring_hdr, data_path) == 2048, "data_path offset is ABI");
 static_assert(sizeof(struct shmring_hdr) == SHMRING_CTL_SIZE, "control block is one 4 KiB page");
 static_assert(sizeof(atomic_u64) == 8 && _Alignof(atomic_u64) == 8, "lock-free 64-bit atomics");
