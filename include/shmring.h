@@ -18,15 +18,26 @@
  *               one may retry while others make progress.
  *
  * Kinds and who may call the data operations:
- *   SHMRING_SPSC - one producer and one consumer at a time (a second
- *                  concurrent producer or consumer corrupts nothing outside
- *                  the ring's slots but breaks FIFO and may duplicate/lose
- *                  messages: do not). Push and pop are wait-free.
+ *   SHMRING_SPSC - one producer and one consumer at a time. Push and pop
+ *                  are wait-free.
  *   SHMRING_MPSC - any number of producers, one consumer. Push is lock-free,
  *                  pop is wait-free except when it meets a slot still being
  *                  written (it then returns -EAGAIN: it never waits inside).
  *   SHMRING_MPMC - any number of producers and consumers. Push and pop are
  *                  lock-free.
+ *
+ * Roles and liveness: every handle is a participant, known alive by a lock
+ * the kernel drops when its process dies (at most 47 handles per ring at
+ * once). A handle claims the producer or consumer role with its first push or
+ * pop; in SPSC (both roles) and MPSC (the consumer role) a second claimant
+ * gets -EBUSY while the holder lives, and takes the role over once it is dead.
+ * A producer that dies holding a claimed slot (MPSC/MPMC, mid-push, in a batch
+ * or a reservation) loses that message only: the slot is passed over within
+ * about a millisecond of someone waiting behind it, and counted; an MPMC
+ * consumer that dies mid-pop frees its slot likewise. A restarted SPSC or MPSC
+ * consumer resumes where the dead one stopped. A process that is alive but
+ * stopped (SIGSTOP, a debugger) is not dead: the slots behind its claim wait
+ * for it. No torn message is ever delivered.
  */
 #ifndef SHMRING_H
 #define SHMRING_H
@@ -112,7 +123,11 @@ struct shmring_config {
  *                  reserved fields; HUGEPAGE with NO_HUGEPAGE; page_size not
  *                  a power of two; HUGEPAGE with a page size the kernel lacks
  *   -ENAMETOOLONG  name longer than SHMRING_NAME_MAX
- *   -EEXIST        a ring (or any file) of that name exists
+ *   -EEXIST        a ring with live participants (the detail names their
+ *                  pids), a SHMRING_F_PERSIST ring, or a file that is not a
+ *                  ring stands at the name. A ring whose participants are
+ *                  all dead, or one left half-initialised by a crashed
+ *                  creator, is removed and created anew instead.
  *   -ELOOP         a symlink stands at the name
  *   -ENOMEM        the ring does not fit (msg_size x capacity overflows);
  *                  mmap/mlock failed for lack of memory or of RLIMIT_MEMLOCK
@@ -150,14 +165,17 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
  *                  ring flag); shmring_last_error() says how
  *   -EBADMSG       the header is inconsistent: sizes disagree with the file,
  *                  capacity not a power of two, unknown kind, ...
+ *   -ENOSPC        all participant entries are held by live handles
  *   others         from the system, unchanged (-EACCES, -ENOMEM, ...)
  */
 int shmring_attach(const char *name, const struct shmring_config *expect, int64_t timeout_ns,
 		   struct shmring **out);
 
 /*
- * shmring_close - release a handle. The creator's handle also unlinks the
- * name, unless the ring was created with SHMRING_F_PERSIST. Processes still
+ * shmring_close - release a handle: its roles and participant entry are
+ * released; a reservation never committed is passed over (MPSC/MPMC) and a
+ * peeked slot is released. The creator's handle also unlinks the name,
+ * unless the ring was created with SHMRING_F_PERSIST. Processes still
  * attached keep working on the (now nameless) ring until they close.
  *
  * Caller: the thread using the handle; the handle is invalid afterwards.
@@ -226,6 +244,7 @@ int shmring_fd(const struct shmring *r);
  *
  * Returns 0, or:
  *   -EAGAIN   the ring is full
+ *   -EBUSY    SPSC: another live handle holds the producer role
  *   -EINVAL   NULL argument
  *   -EBADMSG  the shared indices are inconsistent (corrupt or hostile peer);
  *             detected in bounded steps, nothing written outside the ring
@@ -243,7 +262,7 @@ SHMRING_MUST_CHECK int shmring_try_push(struct shmring *r, const void *msg);
  * futex until a consumer frees a slot; no wake-up is lost.
  *
  * Returns 0, or -ETIMEDOUT (still full at the deadline), -EINTR (blocking
- * rings: a signal handler ran while it slept), -EINVAL, -EBADMSG.
+ * rings: a signal handler ran while it slept), -EBUSY, -EINVAL, -EBADMSG.
  */
 int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns);
 
@@ -257,6 +276,7 @@ int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns);
  *
  * Returns 0, or:
  *   -EAGAIN   the ring is empty (or its oldest slot is still being written)
+ *   -EBUSY    SPSC, MPSC: another live handle holds the consumer role
  *   -EINVAL   NULL argument
  *   -EBADMSG  the shared state is inconsistent (corrupt or hostile peer);
  *             detected in bounded steps, nothing read outside the ring
@@ -273,9 +293,21 @@ SHMRING_MUST_CHECK int shmring_try_pop(struct shmring *r, void *msg);
  * itself). Several consumers may sleep at once (MPMC); all are woken.
  *
  * Returns 0, or -ETIMEDOUT (still empty at the deadline), -EINTR (blocking
- * rings: a signal handler ran while it slept), -EINVAL, -EBADMSG.
+ * rings: a signal handler ran while it slept), -EPIPE (end of stream, if
+ * asked for with shmring_set_end_of_stream), -EBUSY, -EINVAL, -EBADMSG.
  */
 int shmring_pop_wait(struct shmring *r, void *msg, int64_t timeout_ns);
+
+/*
+ * shmring_set_end_of_stream - when @on, this handle's pop_wait returns -EPIPE
+ * once the ring is empty and no live producer is attached (a producer is a
+ * participant that has pushed; one that closed or died is gone). Checked at
+ * most every millisecond; a sleeping wait looks every 2 ms, since a dead
+ * producer wakes nobody. Caller: the consumer's thread.
+ *
+ * Returns 0, or -EINVAL (NULL handle).
+ */
+int shmring_set_end_of_stream(struct shmring *r, bool on);
 
 /*
  * shmring_set_spin_ns - how long this handle's push_wait/pop_wait spin on a
@@ -332,6 +364,78 @@ SHMRING_MUST_CHECK int shmring_reserve(struct shmring *r, void **slot);
 int shmring_commit(struct shmring *r);
 SHMRING_MUST_CHECK int shmring_peek(struct shmring *r, const void **slot);
 int shmring_release(struct shmring *r);
+
+/*
+ * Notify fd: for a consumer that waits in an event loop (epoll, poll,
+ * io_uring) instead of in shmring_pop_wait. On a ring created with
+ * SHMRING_F_BLOCKING, a consumer handle gets its own eventfd, and producers
+ * write to it when they publish after the consumer armed it. Producer and
+ * consumer may be unrelated processes; they must run with the same
+ * effective uid and share a network namespace (the eventfd is handed over an
+ * abstract-namespace Unix socket). The loop:
+ *
+ *   int fd = shmring_notify_fd(r);       // once; add fd to epoll / io_uring
+ *   for (;;) {
+ *       drain fd (read its 8-byte count; EAGAIN is fine)
+ *       while (shmring_try_pop(r, msg) == 0) handle(msg);
+ *       if (shmring_notify_arm(r) == -EAGAIN) continue;  // data came: pop again
+ *       wait until fd is readable (with a timeout; see below)
+ *   }
+ *
+ * Cost to producers on a blocking ring: a push already reads the futex word
+ * after its fence; it also reads the notify word on the same cache line.
+ * Only the first push after an arm makes system calls: one eventfd write per
+ * registered consumer (all of them: the armed bit is shared), and, the first
+ * time a producer handle meets a consumer, a connect and a receive on that
+ * consumer's socket (bounded by 100 ms each; a consumer that does not answer
+ * in time is tried again a second later, one that is gone never).
+ */
+
+/*
+ * shmring_notify_fd - this consumer handle's notification eventfd.
+ *
+ * The first call creates an eventfd (EFD_NONBLOCK | EFD_CLOEXEC), registers it
+ * in the ring (at most 16 consumers per ring; the entry of a consumer process
+ * that died is taken over), and starts one service thread in this process
+ * that hands the eventfd (SCM_RIGHTS) to producers of the same uid. The
+ * thread has every signal blocked, so signals go to the caller's threads. Later
+ * calls return the same fd. The fd belongs to the handle: do not close it;
+ * shmring_close unregisters, stops the thread and closes it. A child made by
+ * fork() that uses an inherited handle calls this again to get its own.
+ *
+ * Caller: a consumer (the thread using the handle). Bounded: the first call
+ * makes a few system calls, and if all entries are taken, one connect per
+ * entry to see whether its consumer is alive.
+ *
+ * Returns the fd (>= 0), or:
+ *   -EINVAL   NULL handle, or the ring was created without SHMRING_F_BLOCKING
+ *   -ENOSPC   all 16 registrations are held by live consumers
+ *   others    from the system, unchanged (-EMFILE, -ENOMEM, -EAGAIN from
+ *             pthread_create, ...)
+ */
+int shmring_notify_fd(struct shmring *r);
+
+/*
+ * shmring_notify_arm - announce that this consumer is about to wait on its
+ * notify fd, and look at the ring once more.
+ *
+ * Call it after draining the fd and popping until -EAGAIN, right before
+ * waiting on the fd (with no peek outstanding). It sets the ring's armed bit
+ * (an atomic read-modify-write and a seq_cst fence), then looks whether a pop
+ * would find a message, taking nothing. A return of 0 means the next publish
+ * will make the fd readable: no wake-up is lost between the last pop and the
+ * wait. Still wait with a timeout (a second, say) and pop when it expires: a
+ * producer that dies between a publish and its eventfd write, or that could
+ * not reach this consumer, leaves the fd quiet.
+ *
+ * Caller: the consumer that got the fd from shmring_notify_fd. Wait-free, no
+ * system call.
+ *
+ * Returns 0 (armed, the ring looked empty: wait on the fd), or:
+ *   -EAGAIN   a message is there already: pop again instead of waiting
+ *   -EINVAL   NULL handle, or no shmring_notify_fd on this handle yet
+ */
+int shmring_notify_arm(struct shmring *r);
 
 /*
  * shmring_size - the number of messages in the ring, a snapshot that may be

@@ -96,7 +96,9 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 	if (!r || !msgs || n == 0)
 		return err_set(-EINVAL, "try_push_n: NULL argument or n == 0");
 	const unsigned char *src = msgs;
-	int err;
+	int err = ensure_producer(r);
+	if (err)
+		return err;
 	unsigned k;
 	if (r->kind == SHMRING_SPSC) {
 		k = spsc_free_slots(r, n, &err);
@@ -130,7 +132,9 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 	if (!r || !msgs || n == 0)
 		return err_set(-EINVAL, "try_pop_n: NULL argument or n == 0");
 	unsigned char *dst = msgs;
-	int err;
+	int err = ensure_consumer(r);
+	if (err)
+		return err;
 	unsigned k;
 	if (r->kind == SHMRING_SPSC) {
 		k = spsc_avail(r, n, &err);
@@ -187,6 +191,9 @@ int shmring_reserve(struct shmring *r, void **slot)
 		return err_set(-EINVAL, "reserve: NULL argument");
 	if (r->zc_push)
 		return err_set(-EINVAL, "reserve: a reservation is already outstanding on this handle");
+	int rc0 = ensure_producer(r);
+	if (rc0)
+		return rc0;
 	if (r->kind == SHMRING_SPSC) {
 		int err;
 		if (spsc_free_slots(r, 1, &err) == 0)
@@ -225,7 +232,9 @@ int shmring_peek(struct shmring *r, const void **slot)
 		return err_set(-EINVAL, "peek: NULL argument");
 	if (r->zc_pop)
 		return err_set(-EINVAL, "peek: a peeked slot is already outstanding on this handle");
-	int rc;
+	int rc = ensure_consumer(r);
+	if (rc)
+		return rc;
 	if (r->kind == SHMRING_SPSC) {
 		if (spsc_avail(r, 1, &rc) == 0)
 			return rc ? rc : -EAGAIN;

@@ -25,8 +25,10 @@ struct shmring {
 	uint32_t slot_size;
 	uint32_t word_off;    /* MPSC/MPMC: offset of the state word within a slot */
 	uint32_t kind;
-	uint32_t owner;       /* this handle's id in slot claims (0 until liveness assigns one) */
+	uint32_t owner;       /* this handle's participant id, in slot claims and roles */
 	bool blocking;        /* SHMRING_F_BLOCKING: wake sleepers after each push and pop */
+	bool is_producer;     /* role claimed (liveness.c): tested once per push */
+	bool is_consumer;     /* role claimed: tested once per pop */
 
 	/*
 	 * SPSC: each side keeps its own index and a cached copy of the other
@@ -48,6 +50,13 @@ struct shmring {
 
 	/* Cold. */
 	int64_t spin_ns;      /* blocking waits: spin this long before sleeping */
+	bool sleeping;        /* inside a blocking wait: stuck_check reads the clock each time */
+	bool eos;             /* pop_wait returns -EPIPE when empty with no live producer */
+	bool blocked;         /* the last try was held up by a claim (stuck_check ran) */
+	int64_t eos_next_ns;  /* when to look for live producers next */
+	uint64_t stuck_word;  /* the claim that last held a push or pop up (liveness.c) */
+	uint32_t stuck_seen;
+	int64_t stuck_since;
 	bool creator;
 	bool locked;
 	uint32_t ring_flags;  /* as created */
@@ -64,7 +73,52 @@ struct shmring {
 	size_t page_size;
 	uint64_t generation;
 	char name[SHMRING_NAME_MAX + 1];
+
+	/*
+	 * Notify fd (notify.c). Consumer side: this handle's own registration,
+	 * eventfd and service thread, NULL until shmring_notify_fd. Producer
+	 * side: per registration index, the id of the consumer whose eventfd
+	 * this handle fetched and that fd. Zeroed (calloc) means "nothing
+	 * cached": id 0 is a free entry, which is never fetched, so fd is
+	 * meaningful only while id != 0 (then -1 if the fetch failed, to be
+	 * tried again at retry_ns, never when the consumer was gone).
+	 */
+	struct notify_self *notify_self;
+	struct notify_cached {
+		uint64_t id;      /* the registration this fd belongs to; 0: none */
+		int64_t retry_ns; /* fd < 0: when to fetch again (INT64_MAX: never) */
+		int fd;           /* that consumer's eventfd, or -1 */
+	} notify_cache[SHMRING_NOTIFY_MAX];
 };
+
+/* notify.c: bit 0 of hdr->notify_word, set by an event-loop consumer about to wait. */
+#define NOTIFY_ARMED 1u
+/* Write every registered consumer's eventfd; the producer saw NOTIFY_ARMED (wait.c). */
+SHMRING_HIDDEN void notify_wake(struct shmring *r);
+/* Unregister, stop the service thread, close every notify fd of the handle. */
+SHMRING_HIDDEN void notify_close(struct shmring *r);
+
+/* liveness.c */
+SHMRING_HIDDEN int part_join(struct shmring *r);
+SHMRING_HIDDEN void part_leave(struct shmring *r);
+SHMRING_HIDDEN bool part_alive(const struct shmring *r, uint32_t id);
+SHMRING_HIDDEN int role_claim_producer(struct shmring *r);
+SHMRING_HIDDEN int role_claim_consumer(struct shmring *r);
+SHMRING_HIDDEN bool stuck_check(struct shmring *r, uint64_t w);
+SHMRING_HIDDEN bool any_live_producer(const struct shmring *r);
+SHMRING_HIDDEN bool ring_file_dead(int fd, const struct shmring_hdr *h, size_t len, char *pids,
+				   size_t plen);
+
+/* The first push (pop) of a handle claims its role; later ones test one flag. */
+static inline int ensure_producer(struct shmring *r)
+{
+	return __builtin_expect(r->is_producer, 1) ? 0 : role_claim_producer(r);
+}
+
+static inline int ensure_consumer(struct shmring *r)
+{
+	return __builtin_expect(r->is_consumer, 1) ? 0 : role_claim_consumer(r);
+}
 
 /* error.c: the one place where errno becomes a return value. */
 SHMRING_HIDDEN int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -101,10 +101,14 @@ int mp_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 		if (d < 0) {
 			/* The slot still holds the previous lap: full, unless t is stale. */
 			uint64_t now = load_relaxed64(&h->tail);
-			if (now == t)
-				return -EAGAIN;
-			t = now;
-			continue;
+			if (now != t) {
+				t = now;
+				continue;
+			}
+			/* Held by a consumer's claim: look again if its owner was dead. */
+			if ((st == ST_READING || st == ST_WRITING) && stuck_check(r, w))
+				continue;
+			return -EAGAIN;
 		}
 		/* Position t is taken (d == 0) or long gone (d > 0): move the hint on. */
 		uint64_t expect = t;
@@ -144,6 +148,8 @@ int mpsc_peek(struct shmring *r, uint64_t *pos)
 
 		if (st > ST_SKIP || st == ST_READING)
 			return corrupt(r, hd, w);
+		if (d == 0 && st == ST_WRITING && stuck_check(r, w))
+			continue; /* its producer was dead: the slot is SKIP now */
 		if (d < 0 || (d == 0 && (st == ST_EMPTY || st == ST_WRITING)))
 			return -EAGAIN;
 		if (d == 0 && st == ST_FULL) {
@@ -192,6 +198,8 @@ int mpmc_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 
 		if (st > ST_SKIP)
 			return corrupt(r, hd, w);
+		if (d == 0 && st == ST_WRITING && stuck_check(r, w))
+			continue; /* its producer was dead: the slot is SKIP now */
 		if (d < 0 || (d == 0 && (st == ST_EMPTY || st == ST_WRITING)))
 			return -EAGAIN;
 		if (d == 0 && (st == ST_FULL || st == ST_SKIP)) {

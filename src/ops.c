@@ -11,7 +11,10 @@ int shmring_try_push(struct shmring *r, const void *msg)
 {
 	if (!r || !msg)
 		return err_set(-EINVAL, "try_push: NULL argument");
-	int rc = r->kind == SHMRING_SPSC ? spsc_push(r, msg) : mp_push(r, msg);
+	int rc = ensure_producer(r);
+	if (rc)
+		return rc;
+	rc = r->kind == SHMRING_SPSC ? spsc_push(r, msg) : mp_push(r, msg);
 	if (r->blocking && rc == 0)
 		wake_waiters(r, &r->hdr->data_futex);
 	return rc;
@@ -21,7 +24,9 @@ int shmring_try_pop(struct shmring *r, void *msg)
 {
 	if (!r || !msg)
 		return err_set(-EINVAL, "try_pop: NULL argument");
-	int rc;
+	int rc = ensure_consumer(r);
+	if (rc)
+		return rc;
 	switch (r->kind) {
 	case SHMRING_SPSC: rc = spsc_pop(r, msg); break;
 	case SHMRING_MPSC: rc = mpsc_pop(r, msg); break;

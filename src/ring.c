@@ -148,6 +148,7 @@ static struct shmring *handle_new(const char *name)
 
 static void handle_free(struct shmring *r)
 {
+	notify_close(r); /* before the header is unmapped: it unregisters there */
 	if (r->data_map)
 		munmap(r->data_map, r->data_len);
 	if (r->map)
@@ -292,6 +293,56 @@ static void init_header(struct shmring *r, const struct shmring_config *cfg,
 	store_release32(&h->version, SHMRING_LAYOUT_VERSION); /* I1, pairs with A1 */
 }
 
+static void data_file_of(const char *path, const char *name, char *out, size_t len);
+
+/*
+ * A ring file already stands at the name. If every participant that ever
+ * attached is dead (their locks gone) and it is not PERSIST, it is the
+ * leftover of a crash: remove it (and its hugetlbfs file) so that create can
+ * go on; return 0 then. Otherwise -EEXIST naming the live participants.
+ * Two reclaimers race safely: each holds the old file's reclaim byte while it
+ * checks that the name still refers to that file and unlinks it.
+ */
+static int reclaim(const char *path, const char *name)
+{
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : err_set(-EEXIST, "ring %s already exists", name);
+	int rc = -EEXIST;
+	struct stat st, now;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+			   .l_start = (off_t)(SHMRING_LOCK_BASE - 1), .l_len = 1};
+	if (fstat(fd, &st) != 0 || fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+		close(fd);
+		return err_set(-EEXIST, "ring %s already exists (being reclaimed by another process)",
+			       name);
+	}
+	size_t len = (size_t)st.st_size;
+	void *p = len >= SHMRING_CTL_SIZE ? mmap(NULL, SHMRING_CTL_SIZE, PROT_READ, MAP_SHARED, fd, 0)
+					  : MAP_FAILED;
+	static const struct shmring_hdr zero;
+	const struct shmring_hdr *h = p != MAP_FAILED ? p : &zero;
+	char pids[256], data[SHMRING_PATH_MAX];
+	if (!ring_file_dead(fd, h, p != MAP_FAILED ? len : 0, pids, sizeof(pids))) {
+		rc = pids[0] ? err_set(-EEXIST, "ring %s exists with live participants (pids %s)",
+				       name, pids)
+			     : err_set(-EEXIST, "ring %s already exists", name);
+	} else if (lstat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev) {
+		data_file_of(path, name, data, sizeof(data));
+		if (unlink(path) == 0) {
+			if (data[0])
+				unlink(data);
+			rc = 0;
+		}
+	} else {
+		rc = 0; /* someone else removed or replaced it: create again decides */
+	}
+	if (p != MAP_FAILED)
+		munmap(p, SHMRING_CTL_SIZE);
+	close(fd);
+	return rc;
+}
+
 int shmring_create(const char *name, const struct shmring_config *cfg, struct shmring **out)
 {
 	int rc;
@@ -319,6 +370,8 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 
 	/* The control file first, O_EXCL: it is what makes the name one namespace. */
 	rc = backing_create_file(path, name, mode);
+	if (rc == -EEXIST && (rc = reclaim(path, name)) == 0)
+		rc = backing_create_file(path, name, mode); /* a crashed ring was removed */
 	if (rc < 0)
 		goto fail;
 	r->fd = rc;
@@ -360,6 +413,11 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 	r->map_len = pl.ctl_len;
 	/* hugetlb slots are never swapped; the control page counts only if mlocked. */
 	r->locked = locked;
+	/* The creator is a participant before the ring is published: a crash from
+	 * here on leaves a ring that a later create can tell is dead. */
+	r->hdr = r->map;
+	if ((rc = part_join(r)))
+		goto fail_unlink;
 	init_header(r, cfg, &g, &pl);
 	*out = r;
 	return 0;
@@ -438,6 +496,9 @@ int shmring_create_anon(const struct shmring_config *cfg, struct shmring **out)
 	}
 	r->map_len = pl.ctl_len;
 	r->locked = locked || pl.backing == SHMRING_BACKING_HUGETLB_ANON;
+	r->hdr = r->map;
+	if ((rc = part_join(r)))
+		goto fail;
 	init_header(r, cfg, &g, &pl);
 	*out = r;
 	return 0;
@@ -640,7 +701,7 @@ static int attach_fd_common(struct shmring *r, const char *what,
 	handle_bind(r, &snap, slots);
 	r->hdr = r->map; /* indices and counters: the live header */
 	r->local_flags = expect ? expect->flags & (SHMRING_F_NO_MLOCK | SHMRING_F_NO_HUGEPAGE) : 0;
-	return 0;
+	return part_join(r);
 }
 
 /* One look at the name: 0, -ENOENT or -EINPROGRESS to look again later, or a final error. */
@@ -739,6 +800,12 @@ int shmring_close(struct shmring *r)
 	int rc = 0;
 	if (!r)
 		return 0;
+	/* A reservation never committed is passed over; a peeked slot is released. */
+	if (r->zc_push && r->kind != SHMRING_SPSC)
+		store_release64(slot_word(r, r->zc_push_pos), word_make(r->zc_push_pos, ST_SKIP, 0));
+	if (r->zc_pop)
+		(void)shmring_release(r);
+	part_leave(r);
 	if (r->creator && !(r->ring_flags & SHMRING_F_PERSIST)) {
 		char path[sizeof("/dev/shm") + SHMRING_NAME_MAX];
 		struct stat mine;

@@ -58,6 +58,10 @@
 #define WAITERS 1u
 /* The longest single futex sleep; a longer wait sleeps again (see the epoch note). */
 #define SLEEP_SLICE_NS INT64_C(1000000000)
+/* The sleep while a claim holds the wait up, or while end of stream is watched. */
+#define SHORT_SLICE_NS INT64_C(2000000)
+/* How often pop_wait looks for live producers when end of stream is asked for. */
+#define EOS_CHECK_NS INT64_C(1000000)
 
 #ifdef SHMRING_BROKEN_WAKE
 /*
@@ -85,11 +89,19 @@ static void futex_wake_all(atomic_u32 *word)
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* K2..K4: called by the side that just published, on blocking rings only. */
+/*
+ * K2..K4: called by the side that just published, on blocking rings only.
+ * After a push (word is data_futex) it also looks at the notify word beside
+ * it, for consumers waiting on a notify fd (the protocol is in notify.c).
+ */
 void wake_waiters(struct shmring *r, atomic_u32 *word)
 {
-	atomic_thread_fence(memory_order_seq_cst); /* K2, pairs with W3 */
+	atomic_thread_fence(memory_order_seq_cst); /* K2, pairs with W3 and with N2 (notify.c) */
 	uint32_t v = atomic_load_explicit(word, memory_order_relaxed); /* K3 */
+	/* K3 for notify fds: same line as the futex word, so no extra cache miss. */
+	if (word == &r->hdr->data_futex &&
+	    (atomic_load_explicit(&r->hdr->notify_word, memory_order_relaxed) & NOTIFY_ARMED))
+		notify_wake(r);
 	while (v & WAITERS) {
 		/* K4: change the word first, so a waiter between W2 and W5 does not sleep. */
 		if (atomic_compare_exchange_weak_explicit(word, &v, (v + 2) & ~WAITERS,
@@ -115,6 +127,7 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 		       int64_t deadline, const char *what)
 {
 	for (;;) {
+		r->blocked = false;
 		int rc = try(r, msg); /* W1 */
 		if (rc != -EAGAIN)
 			return rc;
@@ -142,10 +155,15 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 			return rc;
 #endif
 		atomic_fetch_add_explicit(&r->hdr->counters.futex_sleeps, 1, memory_order_relaxed);
-		/* W5, at most SLEEP_SLICE_NS at a time (see the epoch note above). */
+		/*
+		 * W5, at most SLEEP_SLICE_NS at a time (see the epoch note above), and
+		 * SHORT_SLICE_NS while a claim holds this wait up (its owner may be
+		 * dead: liveness.c checks it) or while end of stream is watched for:
+		 * a dead process wakes nobody.
+		 */
 		int64_t now = mono_ns();
-		rc = futex_wait_abs(word, v, deadline - now > SLEEP_SLICE_NS ? now + SLEEP_SLICE_NS
-									 : deadline);
+		int64_t slice = r->blocked || r->eos ? SHORT_SLICE_NS : SLEEP_SLICE_NS;
+		rc = futex_wait_abs(word, v, deadline - now > slice ? now + slice : deadline);
 		if (rc == -EINTR)
 			return err_set(-EINTR, "%s on ring %s interrupted by a signal", what, r->name);
 		/* W6: woken, word changed, or timed out: look again (the deadline is checked at W1). */
@@ -185,7 +203,10 @@ static int wait_common(struct shmring *r, void *msg, int64_t timeout_ns, try_fn 
 		if (rc != -EAGAIN)
 			return rc;
 	}
-	return sleep_until(r, word, try, msg, deadline, what);
+	r->sleeping = true;
+	rc = sleep_until(r, word, try, msg, deadline, what);
+	r->sleeping = false;
+	return rc;
 }
 
 static int try_push_fn(struct shmring *r, void *msg)
@@ -193,9 +214,36 @@ static int try_push_fn(struct shmring *r, void *msg)
 	return shmring_try_push(r, msg);
 }
 
+/*
+ * A pop, and end of stream when the handle asked for it: an empty ring with no
+ * live producer is -EPIPE. Producers are looked for at most every
+ * EOS_CHECK_NS (one F_OFD_GETLK per producer entry), and the ring is looked at
+ * once more after that, since a producer may publish and then exit.
+ */
 static int try_pop_fn(struct shmring *r, void *msg)
 {
-	return shmring_try_pop(r, msg);
+	int rc = shmring_try_pop(r, msg);
+	if (rc != -EAGAIN || !r->eos)
+		return rc;
+	int64_t now = mono_ns();
+	if (now < r->eos_next_ns)
+		return rc;
+	r->eos_next_ns = now + EOS_CHECK_NS;
+	if (any_live_producer(r))
+		return rc;
+	rc = shmring_try_pop(r, msg);
+	return rc == -EAGAIN ? err_set(-EPIPE, "ring %s is empty and no live producer is attached",
+				       r->name)
+			     : rc;
+}
+
+int shmring_set_end_of_stream(struct shmring *r, bool on)
+{
+	if (!r)
+		return err_set(-EINVAL, "set_end_of_stream: NULL handle");
+	r->eos = on;
+	r->eos_next_ns = 0;
+	return 0;
 }
 
 int shmring_push_wait(struct shmring *r, const void *msg, int64_t timeout_ns)

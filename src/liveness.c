@@ -1,0 +1,264 @@
+/*
+ * liveness.c - participants, roles, and what happens when a process dies.
+ *
+ * Liveness. Every handle is a participant: it takes a free entry of the
+ * ring's participant table by taking an OFD write lock on one byte of the
+ * ring's file (SHMRING_LOCK_BASE + index, past any file's end). The kernel
+ * drops that lock when the last descriptor of the open file description goes,
+ * that is when the process dies, however it dies. "Is participant i alive?"
+ * is therefore F_OFD_GETLK on its byte, never a PID (PIDs are reused and
+ * differ across PID namespaces; the pid in the entry is only for people).
+ * Each handle opens its own file description, so two handles, even in one
+ * process, hold separate locks. A forked child that inherits a handle shares
+ * its parent's description (and lock): it should attach anew.
+ *
+ * Roles. SPSC has one producer role and one consumer role, MPSC one consumer
+ * role: words in the header holding the participant id of the holder. A
+ * handle claims a role with its first push or pop (one CAS), keeps it until
+ * close, and a second claimant gets -EBUSY while the holder is alive, or takes
+ * the role over (a counter records it) when the holder is dead.
+ *
+ * Recovery. MPSC/MPMC slot claims carry their owner's id (layout.h). A claim
+ * whose owner is dead is released: WRITING becomes SKIP (the message the dead
+ * producer held is lost and counted; consumers pass over it, so no torn
+ * message is delivered), READING becomes EMPTY for the next lap (the message
+ * the dead consumer held is lost and counted). Recovery runs when a handle
+ * takes over a dead participant's entry, and when a push or pop has been held
+ * up by the same claim for STUCK_NS: a claim that old is checked with one
+ * F_OFD_GETLK, so a slow but live owner (descheduled, stopped with SIGSTOP,
+ * under a debugger) costs a system call per STUCK_NS of waiting and is never
+ * robbed: it holds up the slots behind its claim until it goes on.
+ * Recovery CASes the exact word it found, so a racing recoverer or a claim
+ * that moved on is left alone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* How long a claim may hold a push or pop up before its owner is checked. */
+#define STUCK_NS 1000000
+/* Sightings of the same blocking claim between clock reads while spinning. */
+#define STUCK_EVERY 64
+
+static off_t lock_byte(uint32_t id)
+{
+	return (off_t)(SHMRING_LOCK_BASE + (int64_t)id - 1);
+}
+
+bool part_alive(const struct shmring *r, uint32_t id)
+{
+	if (id == 0 || id > SHMRING_PARTICIPANTS_MAX)
+		return false;
+	if (id == r->owner)
+		return true; /* our own lock does not conflict with us */
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
+			   .l_len = 1};
+	if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0)
+		return true; /* cannot tell: never rob a claim on doubt */
+	return fl.l_type != F_UNLCK;
+}
+
+/* Release every slot claim of a dead participant; returns how many. */
+static unsigned release_claims(struct shmring *r, uint32_t id)
+{
+	unsigned n = 0;
+	if (r->kind == SHMRING_SPSC)
+		return 0; /* SPSC claims nothing in shared memory: indices move only on publish */
+	for (uint64_t i = 0; i < r->capacity; i++) {
+		atomic_u64 *wp = slot_word(r, i);
+		uint64_t w = load_acquire64(wp);
+		if ((w & W_OWNER_MASK) != id)
+			continue;
+		uint64_t pos = w >> W_POS_SHIFT;
+		if (word_state(w) == ST_WRITING &&
+		    cas_acquire64(wp, &w, word_make(pos, ST_SKIP, 0))) {
+			atomic_fetch_add_explicit(&r->hdr->counters.skipped, 1, memory_order_relaxed);
+			n++;
+		} else if (word_state(w) == ST_READING &&
+			   cas_acquire64(wp, &w, word_make(pos + r->capacity, ST_EMPTY, 0))) {
+			atomic_fetch_add_explicit(&r->hdr->counters.recovered, 1, memory_order_relaxed);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void release_roles(struct shmring *r, uint32_t id)
+{
+	uint32_t cur = id;
+	atomic_compare_exchange_strong(&r->hdr->producer_role, &cur, 0);
+	cur = id;
+	atomic_compare_exchange_strong(&r->hdr->consumer_role, &cur, 0);
+}
+
+int part_join(struct shmring *r)
+{
+	struct shmring_hdr *h = r->hdr;
+	for (uint32_t i = 0; i < SHMRING_PARTICIPANTS_MAX; i++) {
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+				   .l_start = lock_byte(i + 1), .l_len = 1};
+		if (fcntl(r->fd, F_OFD_SETLK, &fl) != 0) {
+			if (errno == EAGAIN || errno == EACCES)
+				continue; /* a live participant holds it */
+			return err_sys("cannot lock participant byte of ring %s", r->name);
+		}
+		/* Ours now. An entry still in use belonged to a process that died. */
+		r->owner = i + 1;
+		if (atomic_load_explicit(&h->part[i].state, memory_order_acquire)) {
+			release_claims(r, r->owner);
+			release_roles(r, r->owner);
+		}
+		h->part[i].pid = (int32_t)getpid();
+		atomic_store_explicit(&h->part[i].roles, 0, memory_order_relaxed);
+		atomic_store_explicit(&h->part[i].state, 1, memory_order_release);
+		return 0;
+	}
+	return err_set(-ENOSPC, "ring %s: all %d participant entries are held by live processes",
+		       r->name, SHMRING_PARTICIPANTS_MAX);
+}
+
+void part_leave(struct shmring *r)
+{
+	if (!r->owner || !r->hdr)
+		return;
+	release_roles(r, r->owner);
+	atomic_store_explicit(&r->hdr->part[r->owner - 1].state, 0, memory_order_release);
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = lock_byte(r->owner),
+			   .l_len = 1};
+	(void)fcntl(r->fd, F_OFD_SETLK, &fl);
+	r->owner = 0;
+}
+
+/* Claim a role word, or take it over from a dead holder. */
+static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
+{
+	uint32_t cur = atomic_load_explicit(role, memory_order_acquire);
+	for (;;) {
+		if (cur == r->owner)
+			return 0;
+		if (cur != 0 && part_alive(r, cur)) {
+			int pid = cur <= SHMRING_PARTICIPANTS_MAX ? r->hdr->part[cur - 1].pid : 0;
+			return err_set(-EBUSY, "ring %s: the %s role is held by live process %d",
+				       r->name, what, pid);
+		}
+		if (atomic_compare_exchange_strong(role, &cur, r->owner)) {
+			if (cur != 0)
+				atomic_fetch_add_explicit(&r->hdr->counters.takeovers, 1,
+							  memory_order_relaxed);
+			return 0;
+		}
+	}
+}
+
+int role_claim_producer(struct shmring *r)
+{
+	if (!r->owner)
+		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	if (r->kind == SHMRING_SPSC) {
+		int rc = role_claim(r, &r->hdr->producer_role, "producer");
+		if (rc)
+			return rc;
+	}
+	atomic_fetch_or_explicit(&r->hdr->part[r->owner - 1].roles, PART_PRODUCER,
+				 memory_order_relaxed);
+	r->is_producer = true;
+	return 0;
+}
+
+int role_claim_consumer(struct shmring *r)
+{
+	if (!r->owner)
+		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	if (r->kind != SHMRING_MPMC) {
+		int rc = role_claim(r, &r->hdr->consumer_role, "consumer");
+		if (rc)
+			return rc;
+	}
+	atomic_fetch_or_explicit(&r->hdr->part[r->owner - 1].roles, PART_CONSUMER,
+				 memory_order_relaxed);
+	r->is_consumer = true;
+	return 0;
+}
+
+/*
+ * A push or pop found its position held up by the claim in word w. Returns
+ * true when that claim belonged to a dead participant and was released (the
+ * caller looks again). Cheap while the claim is young: it counts sightings and
+ * reads the clock every STUCK_EVERY of them (every time while r->sleeping).
+ */
+bool stuck_check(struct shmring *r, uint64_t w)
+{
+	r->blocked = true;
+	if (w != r->stuck_word) {
+		r->stuck_word = w;
+		r->stuck_seen = 0;
+		r->stuck_since = 0;
+		return false;
+	}
+	if (!r->sleeping && ++r->stuck_seen % STUCK_EVERY)
+		return false;
+	int64_t now = mono_ns();
+	if (!r->stuck_since) {
+		r->stuck_since = now;
+		return false;
+	}
+	if (now - r->stuck_since < STUCK_NS)
+		return false;
+	r->stuck_since = now;
+	uint32_t owner = (uint32_t)(w & W_OWNER_MASK);
+	if (owner == 0 || part_alive(r, owner))
+		return false;
+	release_claims(r, owner);
+	r->stuck_word = 0;
+	return true;
+}
+
+bool any_live_producer(const struct shmring *r)
+{
+	for (uint32_t i = 0; i < SHMRING_PARTICIPANTS_MAX; i++) {
+		const struct shmring_participant *p = &r->hdr->part[i];
+		if (i + 1 == r->owner)
+			continue;
+		if (atomic_load_explicit(&p->state, memory_order_acquire) &&
+		    (atomic_load_explicit(&p->roles, memory_order_relaxed) & PART_PRODUCER) &&
+		    part_alive(r, i + 1))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether a ring file that stands at a name can be reclaimed by create: it is
+ * ours (magic) or was never initialised, it is not PERSIST, and no live
+ * participant holds a lock on it. Fills pids with the live ones otherwise.
+ */
+bool ring_file_dead(int fd, const struct shmring_hdr *h, size_t len, char *pids, size_t plen)
+{
+	pids[0] = 0;
+	if (len >= sizeof(struct shmring_hdr)) {
+		if (h->magic != SHMRING_MAGIC && h->magic != 0)
+			return false; /* not ours: never touch it */
+		/* PERSIST counts once published (a half-initialised ring has no flags yet). */
+		if (h->magic == SHMRING_MAGIC && (h->flags & SHMRING_F_PERSIST) &&
+		    atomic_load_explicit(&h->version, memory_order_acquire) != 0)
+			return false;
+	}
+	bool dead = true;
+	size_t used = 0;
+	for (uint32_t i = 0; i < SHMRING_PARTICIPANTS_MAX; i++) {
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+				   .l_start = lock_byte(i + 1), .l_len = 1};
+		if (fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
+			continue;
+		dead = false;
+		int pid = len >= sizeof(struct shmring_hdr) ? h->part[i].pid : 0;
+		int n = snprintf(pids + used, plen - used, "%s%d", used ? ", " : "", pid);
+		if (n > 0 && (size_t)n < plen - used)
+			used += (size_t)n;
+	}
+	return dead;
+}
