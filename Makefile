@@ -6,6 +6,7 @@
 #   make SAN=asan     the same builds with AddressSanitizer + UBSan (in build-asan/)
 #   make SAN=tsan     ThreadSanitizer build (in build-tsan/)
 #   make SAN=broken-wake   the broken wait protocol, for the torture test's negative control
+#   make SAN=killpoints    kill points for fault injection (build-kp/)
 #   make install      PREFIX=/usr/local DESTDIR= (library, headers, shmring.pc)
 
 # One version source: the public header.
@@ -43,11 +44,16 @@ else ifeq ($(SAN),broken-wake)
 # itself after its last look at the ring (src/wait.c). Never install this.
 BUILD ?= build-broken
 SANFLAGS := -DSHMRING_BROKEN_WAKE
+else ifeq ($(SAN),killpoints)
+# Fault injection: named points where the library kills its own process when
+# SHMRING_KILL_AT says so (src/killpoint.c). Never install this.
+BUILD ?= build-kp
+SANFLAGS := -DSHMRING_KILL_POINTS
 else ifeq ($(SAN),)
 BUILD ?= build
 SANFLAGS :=
 else
-$(error SAN must be empty, asan, tsan or broken-wake)
+$(error SAN must be empty, asan, tsan, broken-wake or killpoints)
 endif
 
 ALL_CFLAGS := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
@@ -137,6 +143,6 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
 
 clean:
-	rm -rf build build-asan build-tsan build-broken
+	rm -rf build build-asan build-tsan build-broken build-kp
 
 -include $(LIB_OBJS:.o=.d)

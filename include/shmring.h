@@ -478,6 +478,40 @@ struct shmring_info {
 int shmring_info(const struct shmring *r, struct shmring_info *out);
 
 /*
+ * Ring statistics. Depth and positions come from the shared indices; the
+ * counters count slow-path events only, where they already happen (a futex
+ * sleep, a wake call, a wait that timed out, a slot recovered, a role taken
+ * over, an attach rejected): no push or pop writes a shared counter, and a
+ * failed try_push/try_pop (the spinning hot path) is not counted.
+ */
+struct shmring_stats {
+	uint64_t head;              /* consumers' index (free-running) */
+	uint64_t tail;              /* producers' index (free-running) */
+	size_t depth;               /* messages in the ring, as shmring_size */
+	uint64_t futex_sleeps;      /* blocking waits that went to sleep in the kernel */
+	uint64_t futex_wakes;       /* FUTEX_WAKE calls made for sleepers */
+	uint64_t wait_timeouts;     /* push_wait/pop_wait that returned -ETIMEDOUT */
+	uint64_t skipped;           /* slots of dead producers passed over (messages lost) */
+	uint64_t recovered;         /* slots of dead MPMC consumers freed (messages lost) */
+	uint64_t takeovers;         /* roles taken over from dead handles */
+	uint64_t attach_rejects;    /* attaches refused for -EDOM or -EBADMSG */
+	uint32_t participants;      /* entries in use (alive or dead) */
+	uint32_t alive;             /* of those, held by a live process */
+	uint32_t producers_alive;   /* live handles that have pushed */
+	uint32_t consumers_alive;   /* live handles that have popped */
+	uint64_t reserved[8];
+};
+
+/*
+ * shmring_stats - read the ring's statistics. Any thread holding a handle.
+ * Lock-free reads of shared words plus one F_OFD_GETLK per participant entry
+ * in use (system calls: not for the hot path).
+ *
+ * Returns 0, or -EINVAL (NULL argument).
+ */
+int shmring_stats(const struct shmring *r, struct shmring_stats *out);
+
+/*
  * shmring_strerror - a sentence for an error code (negative or positive).
  * Never NULL; the string is static.
  */

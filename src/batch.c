@@ -116,6 +116,7 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 		if (rc)
 			return rc;
 		k = mp_claim_more(r, first, n, ST_EMPTY, ST_WRITING);
+		KILL_POINT("push_claimed");
 		hint_forward(&r->hdr->tail, first + k); /* once per batch */
 		for (unsigned i = 0; i < k; i++) {
 			memcpy(slot_at(r, first + i), src + (size_t)i * r->msg_size, r->msg_size);
@@ -214,6 +215,7 @@ int shmring_commit(struct shmring *r)
 	if (!r || !r->zc_push)
 		return err_set(-EINVAL, "commit: no reservation outstanding");
 	r->zc_push = false;
+	KILL_POINT("push_before_publish");
 	if (r->kind == SHMRING_SPSC) {
 		r->p_tail = r->zc_push_pos + 1;
 		store_release64(&r->hdr->tail, r->p_tail); /* P1, pairs with C1 */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "layout.h"
@@ -118,6 +119,27 @@ static inline int ensure_producer(struct shmring *r)
 static inline int ensure_consumer(struct shmring *r)
 {
 	return __builtin_expect(r->is_consumer, 1) ? 0 : role_claim_consumer(r);
+}
+
+/* killpoint.c: fault-injection points, compiled in only by make SAN=killpoints. */
+#ifdef SHMRING_KILL_POINTS
+SHMRING_HIDDEN void kill_point(const char *name);
+#define KILL_POINT(name) kill_point(name)
+#else
+#define KILL_POINT(name) ((void)0)
+#endif
+
+/* Copy a message; the kill-point build stops halfway for tests to die mid-copy. */
+static inline void copy_msg(void *dst, const void *src, size_t n, const char *mid_point)
+{
+#ifdef SHMRING_KILL_POINTS
+	memcpy(dst, src, n / 2);
+	kill_point(mid_point);
+	memcpy((char *)dst + n / 2, (const char *)src + n / 2, n - n / 2);
+#else
+	(void)mid_point;
+	memcpy(dst, src, n);
+#endif
 }
 
 /* error.c: the one place where errno becomes a return value. */

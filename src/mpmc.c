@@ -124,8 +124,11 @@ int mp_push(struct shmring *r, const void *msg)
 	int rc = mp_claim(r, &t, true);
 	if (rc)
 		return rc;
-	memcpy(slot_at(r, t), msg, r->msg_size);
+	KILL_POINT("push_claimed");
+	copy_msg(slot_at(r, t), msg, r->msg_size, "push_mid_copy");
+	KILL_POINT("push_before_publish");
 	store_release64(slot_word(r, t), word_make(t, ST_FULL, 0)); /* P1, pairs with C1 */
+	KILL_POINT("push_after_publish");
 	return 0;
 }
 
@@ -172,9 +175,12 @@ int mpsc_pop(struct shmring *r, void *msg)
 	int rc = mpsc_peek(r, &hd);
 	if (rc)
 		return rc;
-	memcpy(msg, slot_at(r, hd), r->msg_size);
+	KILL_POINT("pop_claimed");
+	copy_msg(msg, slot_at(r, hd), r->msg_size, "pop_mid_copy");
+	KILL_POINT("pop_before_release");
 	store_release64(slot_word(r, hd), word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
 	store_relaxed64(&r->hdr->head, hd + 1);
+	KILL_POINT("pop_after_release");
 	return 0;
 }
 
@@ -239,8 +245,11 @@ int mpmc_pop(struct shmring *r, void *msg)
 	int rc = mpmc_claim(r, &hd, true);
 	if (rc)
 		return rc;
-	memcpy(msg, slot_at(r, hd), r->msg_size);
+	KILL_POINT("pop_claimed");
+	copy_msg(msg, slot_at(r, hd), r->msg_size, "pop_mid_copy");
+	KILL_POINT("pop_before_release");
 	store_release64(slot_word(r, hd), word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
+	KILL_POINT("pop_after_release");
 	return 0;
 }
 

@@ -76,3 +76,36 @@ int shmring_info(const struct shmring *r, struct shmring_info *out)
 	};
 	return 0;
 }
+
+int shmring_stats(const struct shmring *r, struct shmring_stats *out)
+{
+	if (!r || !out)
+		return err_set(-EINVAL, "stats: NULL argument");
+	const struct shmring_hdr *h = r->hdr;
+	const struct shmring_counters *c = &h->counters;
+	*out = (struct shmring_stats){
+		.head = load_acquire64(&h->head),
+		.tail = load_acquire64(&h->tail),
+		.depth = shmring_size(r),
+		.futex_sleeps = load_relaxed64(&c->futex_sleeps),
+		.futex_wakes = load_relaxed64(&c->futex_wakes),
+		.wait_timeouts = load_relaxed64(&c->wait_timeouts),
+		.skipped = load_relaxed64(&c->skipped),
+		.recovered = load_relaxed64(&c->recovered),
+		.takeovers = load_relaxed64(&c->takeovers),
+		.attach_rejects = load_relaxed64(&c->attach_rejects),
+	};
+	for (uint32_t i = 0; i < SHMRING_PARTICIPANTS_MAX; i++) {
+		const struct shmring_participant *p = &h->part[i];
+		if (!atomic_load_explicit(&p->state, memory_order_acquire))
+			continue;
+		out->participants++;
+		if (!part_alive(r, i + 1))
+			continue;
+		out->alive++;
+		uint32_t roles = atomic_load_explicit(&p->roles, memory_order_relaxed);
+		out->producers_alive += (roles & PART_PRODUCER) != 0;
+		out->consumers_alive += (roles & PART_CONSUMER) != 0;
+	}
+	return 0;
+}

@@ -45,9 +45,12 @@ int spsc_push(struct shmring *r, const void *msg)
 		if (used == r->capacity)
 			return -EAGAIN;
 	}
-	memcpy(slot_at(r, t), msg, r->msg_size);
+	KILL_POINT("push_claimed");
+	copy_msg(slot_at(r, t), msg, r->msg_size, "push_mid_copy");
+	KILL_POINT("push_before_publish");
 	store_release64(&h->tail, t + 1); /* P1, pairs with C1 */
 	r->p_tail = t + 1;
+	KILL_POINT("push_after_publish");
 	return 0;
 }
 
@@ -73,8 +76,11 @@ int spsc_pop(struct shmring *r, void *msg)
 		if (avail == 0)
 			return -EAGAIN;
 	}
-	memcpy(msg, slot_at(r, hd), r->msg_size);
+	KILL_POINT("pop_claimed");
+	copy_msg(msg, slot_at(r, hd), r->msg_size, "pop_mid_copy");
+	KILL_POINT("pop_before_release");
 	store_release64(&h->head, hd + 1); /* C2, pairs with P2 */
 	r->c_head = hd + 1;
+	KILL_POINT("pop_after_release");
 	return 0;
 }

@@ -161,6 +161,7 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 		 * dead: liveness.c checks it) or while end of stream is watched for:
 		 * a dead process wakes nobody.
 		 */
+		KILL_POINT("wait_sleeping");
 		int64_t now = mono_ns();
 		int64_t slice = r->blocked || r->eos ? SHORT_SLICE_NS : SLEEP_SLICE_NS;
 		rc = futex_wait_abs(word, v, deadline - now > slice ? now + slice : deadline);

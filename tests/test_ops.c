@@ -396,6 +396,47 @@ static void test_zero_copy_writes_and_reads_in_place(void **state)
 	}
 }
 
+static void test_stats_count_known_events(void **state)
+{
+	(void)state;
+	const char *name = test_name();
+	struct shmring *r = make(name, SHMRING_MPSC, 16, 8, SHMRING_F_BLOCKING);
+	struct shmring_stats st;
+	unsigned char m[16] = {0};
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_int_equal(st.participants, 1);
+	assert_int_equal(st.alive, 1);
+	assert_int_equal(st.producers_alive + st.consumers_alive, 0);
+	assert_int_equal(shmring_set_spin_ns(r, 0), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(shmring_pop_wait(r, m, 1000000), -ETIMEDOUT);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(shmring_try_pop(r, m), -EAGAIN); /* the hot path: not counted */
+	struct shmring_config bad = {.msg_size = 99};
+	struct shmring *a = NULL;
+	assert_int_equal(shmring_attach(name, &bad, 0, &a), -EDOM);
+	assert_int_equal(shmring_attach(name, &bad, 0, &a), -EDOM);
+	assert_int_equal(shmring_attach(name, NULL, 0, &a), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(shmring_try_push(a, m), 0);
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_int_equal(st.wait_timeouts, 3);
+	assert_true(st.futex_sleeps >= 3); /* each timed-out wait slept at least once */
+	assert_int_equal(st.attach_rejects, 2);
+	assert_int_equal(st.participants, 2);
+	assert_int_equal(st.alive, 2);
+	assert_int_equal(st.producers_alive, 1);
+	assert_int_equal(st.consumers_alive, 1);
+	assert_int_equal(st.depth, 5);
+	assert_int_equal(st.tail - st.head, 5);
+	assert_int_equal(st.skipped + st.recovered + st.takeovers, 0);
+	assert_int_equal(shmring_close(a), 0);
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_int_equal(st.participants, 1);
+	assert_int_equal(shmring_stats(NULL, &st), -EINVAL);
+	assert_int_equal(shmring_close(r), 0);
+}
+
 int main(void)
 {
 	watchdog_start(TEST_WATCHDOG_S);
@@ -413,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_old_creator_close_does_not_unlink_a_new_ring),
 		cmocka_unit_test(test_batches_move_as_many_as_fit_in_order),
 		cmocka_unit_test(test_zero_copy_writes_and_reads_in_place),
+		cmocka_unit_test(test_stats_count_known_events),
 	};
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

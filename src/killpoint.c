@@ -1,0 +1,37 @@
+/*
+ * killpoint.c - named points where a test build of the library kills its own
+ * process, so that fault-injection tests can hit every step of a push, a pop
+ * and a wait (random kills rarely land between a claim and its publish).
+ *
+ * Built only with -DSHMRING_KILL_POINTS (make SAN=killpoints). The variable
+ * SHMRING_KILL_AT="point:N" makes the N-th pass through that point (counted
+ * in this process) raise SIGKILL. Points: push_claimed, push_mid_copy,
+ * push_before_publish, push_after_publish, pop_claimed, pop_mid_copy,
+ * pop_before_release, pop_after_release, wait_sleeping.
+ */
+#include "internal.h"
+
+#ifdef SHMRING_KILL_POINTS
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char kp_name[64];
+static unsigned long kp_at, kp_count;
+static int kp_parsed;
+
+void kill_point(const char *name)
+{
+	if (!kp_parsed) {
+		const char *env = getenv("SHMRING_KILL_AT");
+		const char *colon = env ? strchr(env, ':') : NULL;
+		if (colon && (size_t)(colon - env) < sizeof(kp_name)) {
+			memcpy(kp_name, env, (size_t)(colon - env));
+			kp_at = strtoul(colon + 1, NULL, 10);
+		}
+		kp_parsed = 1;
+	}
+	if (kp_at && strcmp(name, kp_name) == 0 && ++kp_count == kp_at)
+		raise(SIGKILL);
+}
+#endif
