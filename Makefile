@@ -18,6 +18,9 @@ VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+LIBEXECDIR ?= $(PREFIX)/libexec
 DESTDIR ?=
 
 CC ?= cc
@@ -68,12 +71,21 @@ SHARED := $(BUILD)/libshmring.so.$(VERSION)
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
+CLI_SRCS := $(wildcard tools/*.c)
+CLI := $(BUILD)/shmring
+
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/tests/ringpeer
 
-.PHONY: all lib examples tests check check-quick demo deps install uninstall clean lint
-all: lib examples tests
+.PHONY: all lib cli examples tests check check-quick demo deps install uninstall clean lint
+all: lib cli examples tests
+
+# The shmring command (tools/*.c); it reads ring headers, so it builds with src/.
+cli: $(CLI)
+$(CLI): $(CLI_SRCS) $(wildcard tools/*.h) $(STATIC) $(wildcard src/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(CLI_SRCS) -o $@ $(STATIC) $(BASE_LDLIBS)
 
 lib: $(STATIC) $(SHARED) $(BUILD)/shmring.pc
 
@@ -106,6 +118,29 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC) $(wildcard src/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@ $(STATIC) -lcmocka -luring $(BASE_LDLIBS)
 
+# Benchmarks: shmring against the physical limit and kernel IPC in one run
+# (bench/run.sh; about 3 minutes; bench-smoke is the CI form).
+BENCH := $(BUILD)/bench/shmring-bench
+$(BENCH): $(wildcard bench/*.c) $(wildcard bench/*.h) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(wildcard bench/*.c) -o $@ $(STATIC) $(BASE_LDLIBS) -lrt -lm
+bench: deps lib $(BENCH)
+	bench/run.sh
+bench-smoke: lib $(BENCH)
+	bench/run.sh --quick
+
+# Soak: producers and consumers under stress-ng with kills (soak/run.sh;
+# DURATION= seconds, default 600).
+soak: deps all
+	$(MAKE) SAN=killpoints lib
+	soak/run.sh $(if $(DURATION),--duration $(DURATION))
+
+# Fuzz the attach path (fuzz/run.sh; SECONDS= default 60).
+fuzz: deps
+	fuzz/run.sh $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
+
+.PHONY: bench bench-smoke soak fuzz
+
 # Installs the Debian packages the build and the tests need (root only; no-op when present).
 deps:
 	@scripts/install-deps.sh
@@ -126,21 +161,38 @@ check-quick: tests
 lint:
 	tests/lint.sh
 
-install: lib
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+# Library, headers, shmring.pc, the shmring command, man pages, and the host
+# scripts (doctor, hugepage/, sysctl/) under $(LIBEXECDIR)/shmring.
+SCRIPTS_DIR := $(LIBEXECDIR)/shmring
+install: lib cli
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7 \
+		$(DESTDIR)$(SCRIPTS_DIR)/hugepage $(DESTDIR)$(SCRIPTS_DIR)/sysctl
 	install -m 0644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libshmring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshmring.so
-	install -m 0644 include/shmring.h $(DESTDIR)$(INCLUDEDIR)/
-	test ! -f include/shmring.hpp || install -m 0644 include/shmring.hpp $(DESTDIR)$(INCLUDEDIR)/
-	install -m 0644 $(BUILD)/shmring.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 include/shmring.h include/shmring.hpp $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' shmring.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
+	install -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/
+	$(if $(wildcard man/*.1),install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/)
+	$(if $(wildcard man/man3/*.3),install -m 0644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/)
+	$(if $(wildcard man/man7/*.7),install -m 0644 $(wildcard man/man7/*.7) $(DESTDIR)$(MANDIR)/man7/)
+	install -m 0755 tools/shmring-doctor $(DESTDIR)$(SCRIPTS_DIR)/
+	install -m 0755 hugepage/*.sh $(DESTDIR)$(SCRIPTS_DIR)/hugepage/
+	install -m 0755 sysctl/*.sh $(DESTDIR)$(SCRIPTS_DIR)/sysctl/
+	install -m 0644 sysctl/shmring.conf $(DESTDIR)$(SCRIPTS_DIR)/sysctl/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libshmring.a $(DESTDIR)$(LIBDIR)/libshmring.so \
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libshmring.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/shmring.h $(DESTDIR)$(INCLUDEDIR)/shmring.hpp \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/shmring.pc $(DESTDIR)$(BINDIR)/shmring \
+	      $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard man/*.1))) \
+	      $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(wildcard man/man3/*.3))) \
+	      $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/man7/*.7)))
+	rm -rf $(DESTDIR)$(SCRIPTS_DIR)
 
 clean:
 	rm -rf build build-asan build-tsan build-broken build-kp

@@ -15,9 +15,10 @@
  *   MPSC - any number of producers, one consumer; push lock-free, pop
  *          wait-free.
  *   MPMC - any number of producers and consumers; both lock-free.
- * Roles are the caller's to keep today: a second concurrent producer on an
- * SPSC ring, or a second consumer on an SPSC or MPSC ring, is a caller error
- * that the library does not yet detect (EBUSY comes with liveness tracking).
+ * A handle claims the producer or consumer role with its first push or pop
+ * (a second live claimant of an SPSC role or the MPSC consumer role gets
+ * EBUSY, thrown as std::system_error; a dead holder's role is taken over) and
+ * releases it when destroyed.
  * One object is used by one thread at a time; give each thread its own
  * object (attach again) rather than sharing one.
  *

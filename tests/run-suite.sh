@@ -124,13 +124,13 @@ run_expect_fail() {
 
 unit_tests() {
 	local b=$1 tag=$2
-	for t in test_ops test_attach test_threads test_mp test_blocking test_hugepage; do
+	for t in test_ops test_attach test_threads test_mp test_blocking test_liveness test_hugepage; do
 		[ -x "$b/tests/$t" ] || continue
 		run_cmocka "$tag$t" 900 "$b/tests/$t"
 	done
 	for t in "$b"/tests/test_*; do
 		case "$(basename "$t")" in
-			test_ops|test_attach|test_threads|test_mp|test_blocking|test_hugepage|*.d|*.o) continue ;;
+			test_ops|test_attach|test_threads|test_mp|test_blocking|test_liveness|test_hugepage|*.d|*.o) continue ;;
 		esac
 		[ -x "$t" ] && run_cmocka "$tag$(basename "$t")" 900 "$t"
 	done
@@ -152,6 +152,15 @@ else
 	[ -x tests/scripts/test_host_scripts.sh ] &&
 		run_script host_scripts 300 tests/scripts/test_host_scripts.sh
 	[ -x tests/model/run.sh ] && run_script spin_model 300 tests/model/run.sh
+	run_script install 300 tests/test_install.sh
+	[ -x tests/test_cli.sh ] && run_script cli 300 env BUILD=build tests/test_cli.sh
+	[ -x tests/test_man.sh ] && run_script man_pages 120 tests/test_man.sh
+	[ -x tests/test_faults.sh ] && run_script fault_injection 600 tests/test_faults.sh
+	[ -x tests/test_leaks.sh ] && run_script leaks 300 tests/test_leaks.sh
+	[ -x soak/run.sh ] && run_script soak_short 600 soak/run.sh --duration 120
+	[ -x fuzz/run.sh ] && run_script fuzz 300 fuzz/run.sh --seconds 60
+	[ -x bench/run.sh ] && { make -s build/bench/shmring-bench &&
+		run_script bench_smoke 300 bench/run.sh --quick; }
 
 	if [ "$quick" = 0 ]; then
 		echo "=== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
