@@ -327,8 +327,9 @@ int shmring_set_spin_ns(struct shmring *r, int64_t spin_ns);
  * Caller and progress: as shmring_try_push. On a blocking ring, sleepers are
  * woken once per batch.
  *
- * Returns the number pushed (1..n), or -EAGAIN (full: none pushed), -EINVAL
- * (NULL, n == 0), -EBADMSG.
+ * Returns the number pushed (1..n), or -EAGAIN (full: none pushed), -EBUSY
+ * (SPSC: another live handle holds the producer role), -EINVAL (NULL,
+ * n == 0), -EBADMSG.
  */
 SHMRING_MUST_CHECK int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n);
 
@@ -338,8 +339,9 @@ SHMRING_MUST_CHECK int shmring_try_push_n(struct shmring *r, const void *msgs, u
  *
  * Caller and progress: as shmring_try_pop.
  *
- * Returns the number popped (1..n), or -EAGAIN (empty), -EINVAL (NULL,
- * n == 0), -EBADMSG.
+ * Returns the number popped (1..n), or -EAGAIN (empty), -EBUSY (SPSC, MPSC:
+ * another live handle holds the consumer role), -EINVAL (NULL, n == 0),
+ * -EBADMSG.
  */
 SHMRING_MUST_CHECK int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n);
 
@@ -356,8 +358,9 @@ SHMRING_MUST_CHECK int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned
  * Caller: reserve/commit a producer, peek/release a consumer, with the same
  * progress as try_push/try_pop. commit and release are wait-free.
  *
- * reserve, peek return 0 with *slot set, or -EAGAIN (full / empty), -EINVAL
- * (NULL, or one already outstanding on this handle), -EBADMSG.
+ * reserve, peek return 0 with *slot set, or -EAGAIN (full / empty), -EBUSY
+ * (the role is held by another live handle, as for try_push / try_pop),
+ * -EINVAL (NULL, or one already outstanding on this handle), -EBADMSG.
  * commit, release return 0, or -EINVAL (nothing outstanding).
  */
 SHMRING_MUST_CHECK int shmring_reserve(struct shmring *r, void **slot);
