@@ -76,7 +76,7 @@ CLI := $(BUILD)/shmring
 
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
-TEST_HELPERS := $(BUILD)/tests/ringpeer
+TEST_HELPERS := $(BUILD)/tests/ringpeer $(BUILD)/tests/cli_holder $(if $(wildcard tests/notify_peer.c),$(BUILD)/tests/notify_peer)
 
 .PHONY: all lib cli examples tests check check-quick demo deps install uninstall clean lint
 all: lib cli examples tests
