@@ -205,8 +205,12 @@ int shmring_unlink(const char *name);
  * SHMRING_BACKING_SHM). SHMRING_F_HUGEPAGE makes the fallback an error.
  * cfg->mode and SHMRING_F_PERSIST have no effect (there is no name).
  *
- * A child made by fork() may keep using the handle it inherited (its copy is
- * its own handle), or attach anew with shmring_attach_fd(shmring_fd(r)).
+ * A child made by fork() should attach anew with
+ * shmring_attach_fd(shmring_fd(r)) to get its own participant entry, roles
+ * and liveness. The handle it inherited still works, but as its parent: it
+ * shares the parent's participant lock and roles (in SPSC, parent and child
+ * must then not both push, or both pop), and its close in the child only
+ * unmaps (it neither releases the parent's entry nor unlinks).
  * Caller: any thread. Bounded.
  *
  * Returns 0, or -EINVAL, -ENOMEM as for shmring_create, or others from the
@@ -347,7 +351,8 @@ SHMRING_MUST_CHECK int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned
 
 /*
  * Zero-copy. shmring_reserve hands out the next free slot (msg_size bytes,
- * aligned as promised above) for the caller to write in place; shmring_commit
+ * 16-byte aligned, 64-byte aligned when msg_size is a multiple of 64) for the
+ * caller to write in place; shmring_commit
  * publishes it. shmring_peek hands out the oldest message in place, read-only;
  * shmring_release frees its slot. Until commit (release) the slot is this
  * handle's alone: consumers do not see it (producers do not reuse it), and in
@@ -390,8 +395,10 @@ int shmring_release(struct shmring *r);
  * Only the first push after an arm makes system calls: one eventfd write per
  * registered consumer (all of them: the armed bit is shared), and, the first
  * time a producer handle meets a consumer, a connect and a receive on that
- * consumer's socket (bounded by 100 ms each; a consumer that does not answer
- * in time is tried again a second later, one that is gone never).
+ * consumer's socket (bounded by 100 ms each). A consumer that does not answer
+ * in time (stopped, starved of CPU) still gets that wake-up when it catches
+ * up; for the next second producers wake it with a non-blocking connect
+ * (no waiting), then fetch its eventfd again. One that is gone is skipped.
  */
 
 /*
@@ -428,11 +435,17 @@ int shmring_notify_fd(struct shmring *r);
  * would find a message, taking nothing. A return of 0 means the next publish
  * will make the fd readable: no wake-up is lost between the last pop and the
  * wait. Still wait with a timeout (a second, say) and pop when it expires: a
- * producer that dies between a publish and its eventfd write, or that could
- * not reach this consumer, leaves the fd quiet.
+ * producer that dies between a publish and its eventfd write leaves the fd
+ * quiet, and so does a dead producer's claim on the oldest slot (below). The
+ * fd may also become readable with nothing to pop (another consumer took
+ * it; a new consumer probed this one): drain it, pop, arm, wait again.
  *
- * Caller: the consumer that got the fd from shmring_notify_fd. Wait-free, no
- * system call.
+ * Caller: the consumer that got the fd from shmring_notify_fd. Wait-free; no
+ * system call, except when the oldest slot is still claimed by a producer
+ * (MPSC/MPMC): then, at most once a millisecond, a check whether that
+ * producer is alive. A dead producer's claim is released by the first arm
+ * that finds it held the ring up for a millisecond, so a consumer that waits
+ * with a timeout gets past it after two timeouts.
  *
  * Returns 0 (armed, the ring looked empty: wait on the fd), or:
  *   -EAGAIN   a message is there already: pop again instead of waiting

@@ -66,6 +66,8 @@ const char *shmring_strerror(int err)
 	case ETIMEDOUT: return "the wait reached its timeout";
 	case EINTR: return "a signal interrupted the wait";
 	case EBUSY: return "the role is held by a live process";
+	case EPIPE: return "end of stream: the ring is empty and no live producer is attached";
+	case ENOSPC: return "no free entry: all participant (or notify) slots are held by live handles";
 	case ENOMEM: return "out of memory, or the locked-memory limit is too small";
 	case EACCES: return "permission denied";
 	case EPERM: return "operation not permitted";

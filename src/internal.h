@@ -50,6 +50,7 @@ struct shmring {
 	uint64_t zc_pop_pos;
 
 	/* Cold. */
+	pid_t pid;            /* the process that made this handle: a forked copy is not it */
 	int64_t spin_ns;      /* blocking waits: spin this long before sleeping */
 	bool sleeping;        /* inside a blocking wait: stuck_check reads the clock each time */
 	bool eos;             /* pop_wait returns -EPIPE when empty with no live producer */

@@ -141,6 +141,7 @@ static struct shmring *handle_new(const char *name)
 	struct shmring *r = calloc(1, sizeof(*r));
 	if (r) {
 		r->fd = -1;
+		r->pid = getpid();
 		snprintf(r->name, sizeof(r->name), "%s", name); /* length checked by check_name */
 	}
 	return r;
@@ -800,6 +801,14 @@ int shmring_close(struct shmring *r)
 	int rc = 0;
 	if (!r)
 		return 0;
+	if (r->pid != getpid()) {
+		/* A copy inherited across fork: it is its parent's participant, not ours to end. */
+		r->owner = 0;
+		r->creator = false;
+		r->zc_push = r->zc_pop = false;
+		handle_free(r);
+		return 0;
+	}
 	/* A reservation never committed is passed over; a peeked slot is released. */
 	if (r->zc_push && r->kind != SHMRING_SPSC)
 		store_release64(slot_word(r, r->zc_push_pos), word_make(r->zc_push_pos, ST_SKIP, 0));
