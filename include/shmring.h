@@ -34,10 +34,14 @@
  * A producer that dies holding a claimed slot (MPSC/MPMC, mid-push, in a batch
  * or a reservation) loses that message only: the slot is passed over within
  * about a millisecond of someone waiting behind it, and counted; an MPMC
- * consumer that dies mid-pop frees its slot likewise. A restarted SPSC or MPSC
- * consumer resumes where the dead one stopped. A process that is alive but
- * stopped (SIGSTOP, a debugger) is not dead: the slots behind its claim wait
- * for it. No torn message is ever delivered.
+ * consumer that dies mid-pop frees its slot likewise (that message is lost,
+ * and counted). A restarted SPSC or MPSC consumer resumes where the dead one
+ * stopped: the message the dead one was copying when it died is delivered
+ * again to its successor (at-least-once for that one message). A process
+ * that is alive but stopped (SIGSTOP, a debugger) is not dead: the slots
+ * behind its claim wait for it. No torn message is ever delivered. Every fork
+ * costs the child one open, mmap and lock per inherited handle (see
+ * shmring_create_anon).
  */
 #ifndef SHMRING_H
 #define SHMRING_H
@@ -205,12 +209,12 @@ int shmring_unlink(const char *name);
  * SHMRING_BACKING_SHM). SHMRING_F_HUGEPAGE makes the fallback an error.
  * cfg->mode and SHMRING_F_PERSIST have no effect (there is no name).
  *
- * A child made by fork() should attach anew with
- * shmring_attach_fd(shmring_fd(r)) to get its own participant entry, roles
- * and liveness. The handle it inherited still works, but as its parent: it
- * shares the parent's participant lock and roles (in SPSC, parent and child
- * must then not both push, or both pop), and its close in the child only
- * unmaps (it neither releases the parent's entry nor unlinks).
+ * A child made by fork() may use the handle it inherited: at fork the child's
+ * copy of every handle becomes a participant of its own (its own file
+ * description, lock and mapping), with no role yet, no outstanding zero-copy
+ * slot, and not the creator (its close does not unlink). So in SPSC a child
+ * cannot push while its parent is the live producer (-EBUSY), and a dead
+ * parent is not kept "alive" by its children.
  * Caller: any thread. Bounded.
  *
  * Returns 0, or -EINVAL, -ENOMEM as for shmring_create, or others from the
@@ -358,7 +362,8 @@ SHMRING_MUST_CHECK int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned
  * handle's alone: consumers do not see it (producers do not reuse it), and in
  * MPSC/MPMC rings a consumer of a later position waits behind it (returns
  * -EAGAIN), so keep the window short. One reservation and one peek at a time
- * per handle.
+ * per handle; while one is outstanding, that handle's copying pushes (pops)
+ * return -EINVAL.
  *
  * Caller: reserve/commit a producer, peek/release a consumer, with the same
  * progress as try_push/try_pop. commit and release are wait-free.

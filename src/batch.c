@@ -70,7 +70,8 @@ static unsigned spsc_avail(struct shmring *r, unsigned want, int *err)
 static void hint_forward(atomic_u64 *hint, uint64_t to)
 {
 	uint64_t cur = load_relaxed64(hint);
-	while ((int64_t)(to - cur) > 0 && !cas_relaxed64(hint, &cur, to))
+	/* Bounded: a peer that rewrites the hint without end only leaves it behind. */
+	for (int i = 0; i < 64 && (int64_t)(to - cur) > 0 && !cas_relaxed64(hint, &cur, to); i++)
 		;
 }
 
@@ -96,6 +97,8 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 	if (!r || !msgs || n == 0)
 		return err_set(-EINVAL, "try_push_n: NULL argument or n == 0");
 	const unsigned char *src = msgs;
+	if (n > r->capacity)
+		n = r->capacity; /* keeps the count an int and a batch within one lap */
 	int err = ensure_producer(r);
 	if (err)
 		return err;
@@ -133,6 +136,8 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 	if (!r || !msgs || n == 0)
 		return err_set(-EINVAL, "try_pop_n: NULL argument or n == 0");
 	unsigned char *dst = msgs;
+	if (n > r->capacity)
+		n = r->capacity;
 	int err = ensure_consumer(r);
 	if (err)
 		return err;
@@ -206,6 +211,7 @@ int shmring_reserve(struct shmring *r, void **slot)
 			return rc;
 	}
 	r->zc_push = true;
+	r->is_producer = false; /* copying pushes take the slow path, which refuses them */
 	*slot = slot_at(r, r->zc_push_pos);
 	return 0;
 }
@@ -215,6 +221,7 @@ int shmring_commit(struct shmring *r)
 	if (!r || !r->zc_push)
 		return err_set(-EINVAL, "commit: no reservation outstanding");
 	r->zc_push = false;
+	r->is_producer = true;
 	KILL_POINT("push_before_publish");
 	if (r->kind == SHMRING_SPSC) {
 		r->p_tail = r->zc_push_pos + 1;
@@ -248,6 +255,7 @@ int shmring_peek(struct shmring *r, const void **slot)
 		return rc;
 	}
 	r->zc_pop = true;
+	r->is_consumer = false; /* copying pops take the slow path, which refuses them */
 	*slot = slot_at(r, r->zc_pop_pos);
 	return 0;
 }
@@ -257,6 +265,7 @@ int shmring_release(struct shmring *r)
 	if (!r || !r->zc_pop)
 		return err_set(-EINVAL, "release: no peeked slot outstanding");
 	r->zc_pop = false;
+	r->is_consumer = true;
 	uint64_t pos = r->zc_pop_pos;
 	if (r->kind == SHMRING_SPSC) {
 		r->c_head = pos + 1;

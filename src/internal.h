@@ -51,6 +51,8 @@ struct shmring {
 
 	/* Cold. */
 	pid_t pid;            /* the process that made this handle: a forked copy is not it */
+	struct shmring *next, *prev; /* this process's handles (liveness.c, for fork) */
+	bool tracked;
 	int64_t spin_ns;      /* blocking waits: spin this long before sleeping */
 	bool sleeping;        /* inside a blocking wait: stuck_check reads the clock each time */
 	bool eos;             /* pop_wait returns -EPIPE when empty with no live producer */
@@ -102,6 +104,7 @@ SHMRING_HIDDEN void notify_close(struct shmring *r);
 
 /* liveness.c */
 SHMRING_HIDDEN int part_join(struct shmring *r);
+SHMRING_HIDDEN void handle_track(struct shmring *r, bool add);
 SHMRING_HIDDEN void part_leave(struct shmring *r);
 SHMRING_HIDDEN bool part_alive(const struct shmring *r, uint32_t id);
 SHMRING_HIDDEN int role_claim_producer(struct shmring *r);

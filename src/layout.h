@@ -121,7 +121,7 @@ struct shmring_notify_reg {
 #define PART_CONSUMER 2u
 struct shmring_participant {
 	atomic_u32 state; /* 0 free, 1 in use (the lock decides whether it is alive) */
-	int32_t pid;
+	_Atomic int32_t pid;
 	atomic_u32 roles; /* PART_PRODUCER | PART_CONSUMER: what it has done */
 	uint32_t spare;
 };

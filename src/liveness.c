@@ -28,13 +28,18 @@
  * F_OFD_GETLK, so a slow but live owner (descheduled, stopped with SIGSTOP,
  * under a debugger) costs a system call per STUCK_NS of waiting and is never
  * robbed: it holds up the slots behind its claim until it goes on.
- * Recovery CASes the exact word it found, so a racing recoverer or a claim
- * that moved on is left alone.
+ * Recovery and role takeover hold the dead participant's lock byte while
+ * they work (F_OFD_SETLK succeeds only if nobody holds it), so a newcomer
+ * cannot join under that id and have its fresh claims or role taken by a
+ * recoverer that decided "dead" a moment earlier. Recovery CASes the exact
+ * word it found, so a racing recoverer or a claim that moved on is left alone.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -43,10 +48,33 @@
 #define STUCK_NS 1000000
 /* Sightings of the same blocking claim between clock reads while spinning. */
 #define STUCK_EVERY 64
+/* Attempts at a role word before a peer that keeps rewriting it is called corrupt. */
+#define ROLE_TRIES 1024
 
 static off_t lock_byte(uint32_t id)
 {
 	return (off_t)(SHMRING_LOCK_BASE + (int64_t)id - 1);
+}
+
+/*
+ * Take participant id's lock byte: true means its holder is dead and, until
+ * part_unlock, nobody can join that entry, so its claims and roles can be
+ * released without robbing a live newcomer who reused the id (review A1/A2).
+ */
+static bool part_lock_dead(const struct shmring *r, uint32_t id)
+{
+	if (id == 0 || id > SHMRING_PARTICIPANTS_MAX || id == r->owner)
+		return false;
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
+			   .l_len = 1};
+	return fcntl(r->fd, F_OFD_SETLK, &fl) == 0;
+}
+
+static void part_unlock(const struct shmring *r, uint32_t id)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
+			   .l_len = 1};
+	(void)fcntl(r->fd, F_OFD_SETLK, &fl);
 }
 
 bool part_alive(const struct shmring *r, uint32_t id)
@@ -84,6 +112,11 @@ static unsigned release_claims(struct shmring *r, uint32_t id)
 			n++;
 		}
 	}
+	if (n && r->blocking) {
+		/* Freed slots and skips change what sleepers would find: let them look. */
+		wake_waiters(r, &r->hdr->data_futex);
+		wake_waiters(r, &r->hdr->space_futex);
+	}
 	return n;
 }
 
@@ -93,6 +126,100 @@ static void release_roles(struct shmring *r, uint32_t id)
 	atomic_compare_exchange_strong(&r->hdr->producer_role, &cur, 0);
 	cur = id;
 	atomic_compare_exchange_strong(&r->hdr->consumer_role, &cur, 0);
+}
+
+/*
+ * Handles of this process, so that a child made by fork() turns every
+ * inherited handle into a participant of its own (see atfork_child). Without
+ * it the child would share its parent's open file description, and so its
+ * lock: a dead parent would stay "alive" while a forked worker lives.
+ */
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shmring *handles;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&handles_lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&handles_lock);
+}
+
+/*
+ * In the child: give each inherited handle its own open file description of
+ * the same file (reopened through /proc/self/fd, put in place with dup3 so the
+ * fd number stays, and the control mapping made again from it, since a
+ * mapping holds its description too), then join as a new participant. The copy forgets its
+ * parent's roles, caches and outstanding zero-copy slots, and is no longer
+ * the creator (its close does not unlink the parent's ring). Only
+ * async-signal-safe calls on the success path: the parent may have threads.
+ */
+static void atfork_child(void)
+{
+	for (struct shmring *r = handles; r; r = r->next) {
+		char self[32] = "/proc/self/fd/";
+		char *d = self + strlen(self), digits[12];
+		int n = 0, fd = r->fd;
+		do
+			digits[n++] = (char)('0' + fd % 10);
+		while ((fd /= 10) && n < (int)sizeof(digits));
+		while (n)
+			*d++ = digits[--n];
+		*d = 0;
+		int nfd = open(self, O_RDWR | O_CLOEXEC);
+		r->owner = 0;
+		if (nfd >= 0) {
+			dup3(nfd, r->fd, O_CLOEXEC);
+			close(nfd);
+			/*
+			 * The inherited mapping still references the parent's file
+			 * description, and a mapping keeps a description (and its
+			 * OFD locks) alive: map the same range again from our own.
+			 */
+			if (mmap(r->map, r->map_len, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->fd, 0) != MAP_FAILED &&
+			    !(r->local_flags & SHMRING_F_NO_MLOCK))
+				(void)mlock(r->map, r->map_len); /* locks are not inherited */
+			(void)part_join(r);
+		}
+		r->pid = getpid();
+		r->creator = false;
+		r->is_producer = r->is_consumer = false;
+		r->p_ready = r->c_ready = false;
+		r->zc_push = r->zc_pop = false;
+		r->stuck_word = 0;
+	}
+	pthread_mutex_unlock(&handles_lock);
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+void handle_track(struct shmring *r, bool add)
+{
+	pthread_once(&atfork_once, atfork_register);
+	pthread_mutex_lock(&handles_lock);
+	if (add) {
+		r->prev = NULL;
+		r->next = handles;
+		if (handles)
+			handles->prev = r;
+		handles = r;
+	} else if (r->tracked) {
+		if (r->prev)
+			r->prev->next = r->next;
+		else
+			handles = r->next;
+		if (r->next)
+			r->next->prev = r->prev;
+	}
+	r->tracked = add;
+	pthread_mutex_unlock(&handles_lock);
 }
 
 int part_join(struct shmring *r)
@@ -112,7 +239,7 @@ int part_join(struct shmring *r)
 			release_claims(r, r->owner);
 			release_roles(r, r->owner);
 		}
-		h->part[i].pid = (int32_t)getpid();
+		atomic_store_explicit(&h->part[i].pid, (int32_t)getpid(), memory_order_relaxed);
 		atomic_store_explicit(&h->part[i].roles, 0, memory_order_relaxed);
 		atomic_store_explicit(&h->part[i].state, 1, memory_order_release);
 		return 0;
@@ -137,27 +264,45 @@ void part_leave(struct shmring *r)
 static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 {
 	uint32_t cur = atomic_load_explicit(role, memory_order_acquire);
-	for (;;) {
+	for (unsigned tries = 0; tries < ROLE_TRIES; tries++) {
 		if (cur == r->owner)
 			return 0;
-		if (cur != 0 && part_alive(r, cur)) {
-			int pid = cur <= SHMRING_PARTICIPANTS_MAX ? r->hdr->part[cur - 1].pid : 0;
+		if (cur == 0) {
+			if (atomic_compare_exchange_strong(role, &cur, r->owner))
+				return 0;
+			continue;
+		}
+		/*
+		 * Held: take the holder's lock byte. Failing means it lives. Holding
+		 * it means it is dead and nobody can rejoin under its id until we let
+		 * go, so the CAS cannot take a role a newcomer just claimed.
+		 */
+		if (!part_lock_dead(r, cur)) {
+			int pid = cur <= SHMRING_PARTICIPANTS_MAX
+					  ? atomic_load_explicit(&r->hdr->part[cur - 1].pid,
+								 memory_order_relaxed)
+					  : 0;
 			return err_set(-EBUSY, "ring %s: the %s role is held by live process %d",
 				       r->name, what, pid);
 		}
-		if (atomic_compare_exchange_strong(role, &cur, r->owner)) {
-			if (cur != 0)
-				atomic_fetch_add_explicit(&r->hdr->counters.takeovers, 1,
-							  memory_order_relaxed);
+		uint32_t dead = cur;
+		bool took = atomic_compare_exchange_strong(role, &cur, r->owner);
+		part_unlock(r, dead);
+		if (took) {
+			atomic_fetch_add_explicit(&r->hdr->counters.takeovers, 1, memory_order_relaxed);
 			return 0;
 		}
 	}
+	return err_set(-EBADMSG, "ring %s: the %s role word keeps changing", r->name, what);
 }
 
 int role_claim_producer(struct shmring *r)
 {
 	if (!r->owner)
 		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	if (r->zc_push)
+		return err_set(-EINVAL, "ring %s: a reserved slot is outstanding; commit it first",
+			       r->name);
 	if (r->kind == SHMRING_SPSC) {
 		int rc = role_claim(r, &r->hdr->producer_role, "producer");
 		if (rc)
@@ -173,6 +318,9 @@ int role_claim_consumer(struct shmring *r)
 {
 	if (!r->owner)
 		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	if (r->zc_pop)
+		return err_set(-EINVAL, "ring %s: a peeked slot is outstanding; release it first",
+			       r->name);
 	if (r->kind != SHMRING_MPMC) {
 		int rc = role_claim(r, &r->hdr->consumer_role, "consumer");
 		if (rc)
@@ -199,7 +347,8 @@ bool stuck_check(struct shmring *r, uint64_t w)
 		r->stuck_since = 0;
 		return false;
 	}
-	if (!r->sleeping && ++r->stuck_seen % STUCK_EVERY)
+	/* The clock starts at the second sighting, then is read every STUCK_EVERY. */
+	if (r->stuck_since && !r->sleeping && ++r->stuck_seen % STUCK_EVERY)
 		return false;
 	int64_t now = mono_ns();
 	if (!r->stuck_since) {
@@ -210,9 +359,10 @@ bool stuck_check(struct shmring *r, uint64_t w)
 		return false;
 	r->stuck_since = now;
 	uint32_t owner = (uint32_t)(w & W_OWNER_MASK);
-	if (owner == 0 || part_alive(r, owner))
-		return false;
+	if (!part_lock_dead(r, owner))
+		return false; /* alive (or ourselves, or no owner): wait for it */
 	release_claims(r, owner);
+	part_unlock(r, owner);
 	r->stuck_word = 0;
 	return true;
 }
@@ -255,7 +405,9 @@ bool ring_file_dead(int fd, const struct shmring_hdr *h, size_t len, char *pids,
 		if (fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
 			continue;
 		dead = false;
-		int pid = len >= sizeof(struct shmring_hdr) ? h->part[i].pid : 0;
+		int pid = len >= sizeof(struct shmring_hdr)
+				  ? atomic_load_explicit(&h->part[i].pid, memory_order_relaxed)
+				  : 0;
 		int n = snprintf(pids + used, plen - used, "%s%d", used ? ", " : "", pid);
 		if (n > 0 && (size_t)n < plen - used)
 			used += (size_t)n;

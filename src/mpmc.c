@@ -159,8 +159,11 @@ int mpsc_peek(struct shmring *r, uint64_t *pos)
 			*pos = hd;
 			return 0;
 		}
-		if (d == 0) /* ST_SKIP: a dead producer's slot; free it and go on */
+		if (d == 0) { /* ST_SKIP: a dead producer's slot; free it and go on */
 			store_release64(wp, word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2 */
+			if (r->blocking)
+				wake_waiters(r, &h->space_futex);
+		}
 		/* d > 0: a previous consumer freed this slot but died before moving head. */
 		hd++;
 		store_relaxed64(&h->head, hd);
@@ -226,6 +229,8 @@ int mpmc_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 			}
 			/* A skipped slot: free it, move the hint past it, go on to the next. */
 			store_release64(wp, word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2 */
+			if (r->blocking)
+				wake_waiters(r, &h->space_futex);
 			uint64_t expect = hd;
 			cas_relaxed64(&h->head, &expect, hd + 1);
 			hd++;

@@ -15,8 +15,17 @@
  * way and that what it got is an eventfd, and caches the fd per entry index
  * with the id it belongs to. A failed fetch is remembered: an id nobody
  * listens for (its consumer is gone) is never tried again, one that timed
- * out (FETCH_TIMEOUT_MS) is tried again after FETCH_RETRY_NS, so a producer
- * never pays a connect on every push.
+ * out (FETCH_TIMEOUT_MS) is fetched again only after FETCH_RETRY_NS, so a
+ * producer never waits on every push for a consumer that is slow to answer.
+ *
+ * No wake-up is lost on this slow path: only a producer with a publish to
+ * announce connects (and a consumer looking for dead entries, below), so
+ * the service thread counts every connection it accepts as a wake-up and
+ * writes its own eventfd. A producer that gave up waiting for the reply
+ * (the consumer stopped, or starved of CPU) has left its connection queued,
+ * and the consumer is woken when its thread gets to it; until the next
+ * fetch, the producer wakes that consumer with a non-blocking connect
+ * instead of an eventfd write (service_poke), which never waits.
  *
  * Why SCM_RIGHTS and not pidfd_getfd(2): pidfd_getfd needs ptrace access to
  * the consumer (PTRACE_MODE_ATTACH_REALCREDS), and Yama's default
@@ -48,18 +57,24 @@
  *
  * N2 pairs with K2 exactly as the futex waiter's W3 does (wait.c): in the
  * single order of seq_cst fences either K2 comes after N2, and then K3 reads
- * the ARMED set at N1 (or a later value, which only another producer's
- * K5 can have made, and that producer writes every eventfd), so the
- * consumer's eventfd is written; or N2 comes after K2, and then N3 sees the
- * message published at K1. Either way no consumer waits on its fd while a
- * message sits in the ring. Only the producer whose fetch_and actually
- * cleared the bit writes; one that finds it already clear is covered by the
- * clearer's writes, or, if the consumer has re-armed since, by the same
- * argument applied to that later N1. Every write to notify_word is a
- * read-modify-write, so the fetch_and at K5 (acquire) reads the end of a
- * release sequence that contains every N1 before it: the registration CAS
- * a consumer made before its first arm happens before K5, which is why the
- * producer may load the ids of hdr->notify[] with relaxed loads.
+ * the ARMED set at N1 or a later value (ARMED still, or cleared by another
+ * producer's K5, and that producer writes every eventfd), so the consumer's
+ * eventfd is written; or N2 comes after K2, and then N3 sees the message
+ * published at K1. Either way no consumer waits on its fd while a message
+ * sits in the ring.
+ *
+ * Only the producer whose fetch_and actually cleared the bit writes. One
+ * that finds it clear already needs no write of its own: the clearer's
+ * writes wake the consumer, which pops and arms again; that later N1 comes
+ * after this producer's K5 in notify_word's modification order, so (seq_cst
+ * RMWs and fences lie in one order consistent with it) this producer's K2
+ * precedes that arm's N2, and its N3 sees the message.
+ *
+ * Every write to notify_word is a read-modify-write, so the fetch_and at K5
+ * (acquire) reads the end of a release sequence that contains every N1
+ * before it: the registration CAS a consumer made before its first arm
+ * happens before K5, which is why the producer may load the ids of
+ * hdr->notify[] with relaxed loads.
  *
  * ARMED is cleared by the first publish after an arm, so a burst costs one
  * write per consumer, not one per message; the consumer re-arms after each
@@ -73,12 +88,19 @@
  * over slots already being read or skipped, as the claim does, to the first
  * slot that serves its position, and report data if it is FULL. A slot still
  * being written (WRITING) reads as empty, as it does to try_pop; its
- * producer's K1..K5 comes later and wakes the consumer.
+ * producer's K1..K5 comes later and wakes the consumer. If that producer
+ * died, nobody will: N3 then runs the liveness check of a sleeping pop_wait
+ * (stuck_check), and the arm made after the consumer's bounded wait timed
+ * out finds the claim released (SKIP) and returns -EAGAIN. An event-loop
+ * consumer therefore gets past a dead producer's slot after two of its own
+ * timeouts, where pop_wait, which sleeps in 2 ms slices while held up, takes
+ * a few milliseconds.
  *
  * Limits (see also the API): both sides must share a network namespace (the
  * abstract socket lives there); a producer that dies between K5 and its
- * writes loses that one wake-up, so a consumer should still wait with a
- * bounded timeout, as pop_wait sleeps at most one second at a time.
+ * writes loses that one wake-up, and so does one that runs out of fds for
+ * the poke, so a consumer should still wait with a bounded timeout, as
+ * pop_wait sleeps at most one second at a time.
  */
 #include <errno.h>
 #include <limits.h>
@@ -97,11 +119,11 @@
 #include "internal.h"
 
 /* How long a producer waits for a consumer's service thread, per step (connect, receive). */
-#define FETCH_TIMEOUT_MS 100
+#define FETCH_TIMEOUT_MS 100L
 /* After a fetch that timed out, the producer tries that consumer again this much later. */
 #define FETCH_RETRY_NS INT64_C(1000000000)
 /* The service thread does little: a small stack, so mlockall(MCL_FUTURE) pins little. */
-#define SERVICE_STACK (64 * 1024)
+#define SERVICE_STACK ((size_t)64 * 1024)
 /* Connections a consumer's socket queues while its service thread is busy. */
 #define SERVICE_BACKLOG 64
 /* New ids tried when a bind finds the name taken. */
@@ -145,7 +167,8 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	for (struct notify_self *s = selves; s; s = s->next) {
-		close(s->listen_fd);
+		if (s->listen_fd >= 0)
+			close(s->listen_fd);
 		s->listen_fd = -1;
 	}
 	selves = NULL;
@@ -209,6 +232,23 @@ static int service_connect(uint64_t generation, uint64_t id)
 	return s;
 }
 
+/*
+ * Wake consumer id without waiting for it: a non-blocking connect that the
+ * service thread counts as a wake-up when it accepts it (the connection
+ * stays queued after we close our end). A full queue (EAGAIN) holds
+ * wake-ups already.
+ */
+static void service_poke(uint64_t generation, uint64_t id)
+{
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return;
+	struct sockaddr_un a;
+	socklen_t len = service_addr(&a, generation, id);
+	(void)connect(s, (struct sockaddr *)&a, len);
+	close(s);
+}
+
 /* The uid of the process at the other end of a connected AF_UNIX socket, or -1. */
 static long peer_uid(int s)
 {
@@ -257,7 +297,11 @@ static int fetch_efd(uint64_t generation, uint64_t id, bool *gone)
 	} u;
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
 			   .msg_controllen = sizeof(u.buf)};
-	ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC); /* bounded by SO_RCVTIMEO */
+	ssize_t n;
+	int tries = 0;
+	do /* bounded by SO_RCVTIMEO; a signal handler may cut one try short */
+		n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR && ++tries < 3);
 	int e = n < 0 ? -errno : 0;
 	close(s);
 	int fd = -1;
@@ -336,8 +380,18 @@ static void *service(void *arg)
 				(void)poll(p, 1, 10);
 			continue;
 		}
-		if (peer_uid(c) == (long)me)
+		if (peer_uid(c) == (long)me) {
+			/*
+			 * Only a producer with a publish to announce (or a consumer
+			 * probing for dead entries) connects: the connection is a
+			 * wake-up in itself, so one whose producer gave up waiting
+			 * for the reply is not lost.
+			 */
+			uint64_t one = 1;
+			ssize_t k = write(s->efd, &one, sizeof(one));
+			(void)k; /* EAGAIN: the count is saturated, readable anyway */
 			send_fd(c, s->efd);
+		}
 		close(c); /* others get EOF without an fd */
 	}
 	return NULL;
@@ -404,7 +458,7 @@ static int self_start(struct notify_self *s)
 	pthread_attr_t attr;
 	sigset_t all, old;
 	long min = sysconf(_SC_THREAD_STACK_MIN);
-	size_t stack = min > SERVICE_STACK ? (size_t)min : SERVICE_STACK;
+	size_t stack = min > 0 && (size_t)min > SERVICE_STACK ? (size_t)min : SERVICE_STACK;
 	int rc = pthread_attr_init(&attr);
 	if (rc == 0)
 		rc = pthread_attr_setstacksize(&attr, stack);
@@ -415,9 +469,10 @@ static int self_start(struct notify_self *s)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		pthread_attr_destroy(&attr);
 	}
-	if (rc != 0)
-		return err_set(-rc, "notify_fd: cannot start the notify service thread: %s",
-			       strerror(rc));
+	if (rc != 0) {
+		errno = rc;
+		return err_sys("notify_fd: cannot start the notify service thread");
+	}
 	s->running = true;
 	pthread_setname_np(s->thread, "shmring-notify");
 	return 0;
@@ -492,7 +547,7 @@ int shmring_notify_fd(struct shmring *r)
 }
 
 /* N3: is there a message for a pop to take? Takes nothing; relaxed loads after N2. */
-static bool ring_has_data(const struct shmring *r)
+static bool ring_has_data(struct shmring *r)
 {
 	struct shmring_hdr *h = r->hdr;
 	if (r->kind == SHMRING_SPSC) {
@@ -504,10 +559,22 @@ static bool ring_has_data(const struct shmring *r)
 		uint64_t w = load_relaxed64(slot_word(r, pos));
 		int64_t d = word_dist(w, pos);
 		unsigned st = word_state(w);
-		if (d < 0)
-			return false; /* the slot still serves the previous lap */
-		if (d == 0 && (st == ST_EMPTY || st == ST_WRITING))
-			return false;
+		if (d < 0 || (d == 0 && st == ST_EMPTY))
+			return false; /* the slot still serves the previous lap, or is free */
+		if (d == 0 && st == ST_WRITING) {
+			/*
+			 * Held up by a producer's claim, as a pop is: its publish will
+			 * wake us, unless its owner died. Check that as a sleeping
+			 * pop_wait does (liveness.c: once the same claim has held us
+			 * up for a millisecond), so that an arm after the consumer's
+			 * timed-out wait frees a dead producer's claim.
+			 */
+			bool was = r->sleeping;
+			r->sleeping = true;
+			bool freed = stuck_check(r, w);
+			r->sleeping = was;
+			return freed; /* freed: the slot is SKIP now, a pop passes it */
+		}
 		if (d == 0 && st == ST_FULL)
 			return true;
 		/* Being read or skipped, or the hint is behind: the claim would go on, so do we. */
@@ -520,17 +587,35 @@ int shmring_notify_arm(struct shmring *r)
 	/* No getpid() here (a system call per wait): a forked child calls notify_fd anew. */
 	if (!r || !r->blocking || !r->notify_self)
 		return err_set(-EINVAL, "notify_arm: NULL handle, or no notify fd on this handle");
+#ifdef SHMRING_BROKEN_WAKE
+	/*
+	 * Test-only broken protocol (make SAN=broken-wake): the last look comes
+	 * before the announcement, with a delay between that widens the race,
+	 * so that test_notify's lost-wake-up torture can show it catches it.
+	 */
+	if (ring_has_data(r))
+		return -EAGAIN;
+	for (int64_t until = mono_ns() + 20000; mono_ns() < until;)
+		cpu_relax();
+	atomic_fetch_or_explicit(&r->hdr->notify_word, NOTIFY_ARMED, memory_order_seq_cst);
+	return 0;
+#else
 	atomic_fetch_or_explicit(&r->hdr->notify_word, NOTIFY_ARMED, memory_order_seq_cst); /* N1 */
 	atomic_thread_fence(memory_order_seq_cst); /* N2, pairs with K2 (wait.c) */
 	return ring_has_data(r) ? -EAGAIN : 0;     /* N3 */
+#endif
 }
 
 /* Bring the producer's cached fd for entry i up to date with the entry's current id. */
 static void cache_refresh(struct shmring *r, unsigned i, uint64_t id)
 {
 	struct notify_cached *c = &r->notify_cache[i];
-	if (id == c->id && (c->fd >= 0 || mono_ns() < c->retry_ns))
+	if (id == c->id && c->fd < 0 && c->retry_ns == INT64_MAX)
+		return; /* gone, or not ours to wake */
+	if (id == c->id && c->fd < 0 && mono_ns() < c->retry_ns) {
+		service_poke(r->generation, id); /* slow to answer: wake it, fetch later */
 		return;
+	}
 	if (c->id != 0 && c->fd >= 0)
 		close(c->fd);
 	c->id = id;

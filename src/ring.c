@@ -149,6 +149,7 @@ static struct shmring *handle_new(const char *name)
 
 static void handle_free(struct shmring *r)
 {
+	handle_track(r, false);
 	notify_close(r); /* before the header is unmapped: it unregisters there */
 	if (r->data_map)
 		munmap(r->data_map, r->data_len);
@@ -315,8 +316,8 @@ static int reclaim(const char *path, const char *name)
 			   .l_start = (off_t)(SHMRING_LOCK_BASE - 1), .l_len = 1};
 	if (fstat(fd, &st) != 0 || fcntl(fd, F_OFD_SETLK, &fl) != 0) {
 		close(fd);
-		return err_set(-EEXIST, "ring %s already exists (being reclaimed by another process)",
-			       name);
+		return err_set(-EEXIST, "ring %s already exists (being created or reclaimed by "
+			       "another process)", name);
 	}
 	size_t len = (size_t)st.st_size;
 	void *p = len >= SHMRING_CTL_SIZE ? mmap(NULL, SHMRING_CTL_SIZE, PROT_READ, MAP_SHARED, fd, 0)
@@ -377,6 +378,17 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 		goto fail;
 	r->fd = rc;
 	r->creator = true;
+	/*
+	 * Until the ring is published, hold the reclaim byte: a second creator's
+	 * reclaim() cannot take it, so it cannot mistake this ring (no participant
+	 * yet) for a dead one and unlink it (two creators would both succeed).
+	 */
+	struct flock creating = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+				 .l_start = (off_t)(SHMRING_LOCK_BASE - 1), .l_len = 1};
+	if (fcntl(r->fd, F_OFD_SETLK, &creating) != 0) {
+		rc = err_sys("cannot lock new ring %s", name);
+		goto fail_unlink;
+	}
 
 	size_t hps = hugepage_request(cfg);
 	bool want_huge = !(cfg->flags & SHMRING_F_NO_HUGEPAGE) && hps > base;
@@ -420,6 +432,9 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 	if ((rc = part_join(r)))
 		goto fail_unlink;
 	init_header(r, cfg, &g, &pl);
+	creating.l_type = F_UNLCK;
+	(void)fcntl(r->fd, F_OFD_SETLK, &creating);
+	handle_track(r, true);
 	*out = r;
 	return 0;
 
@@ -501,6 +516,7 @@ int shmring_create_anon(const struct shmring_config *cfg, struct shmring **out)
 	if ((rc = part_join(r)))
 		goto fail;
 	init_header(r, cfg, &g, &pl);
+	handle_track(r, true);
 	*out = r;
 	return 0;
 fail:
@@ -739,6 +755,7 @@ int shmring_attach_fd(int fd, const struct shmring_config *expect, struct shmrin
 		handle_free(r);
 		return rc;
 	}
+	handle_track(r, true);
 	*out = r;
 	return 0;
 }
@@ -770,6 +787,7 @@ int shmring_attach(const char *name, const struct shmring_config *expect, int64_
 			return err_set(-ENOMEM, "out of memory for a handle");
 		rc = attach_once(r, path, expect);
 		if (rc == 0) {
+			handle_track(r, true);
 			*out = r;
 			return 0;
 		}
@@ -810,8 +828,12 @@ int shmring_close(struct shmring *r)
 		return 0;
 	}
 	/* A reservation never committed is passed over; a peeked slot is released. */
-	if (r->zc_push && r->kind != SHMRING_SPSC)
+	if (r->zc_push && r->kind != SHMRING_SPSC) {
 		store_release64(slot_word(r, r->zc_push_pos), word_make(r->zc_push_pos, ST_SKIP, 0));
+		atomic_fetch_add_explicit(&r->hdr->counters.skipped, 1, memory_order_relaxed);
+		if (r->blocking)
+			wake_waiters(r, &r->hdr->data_futex);
+	}
 	if (r->zc_pop)
 		(void)shmring_release(r);
 	part_leave(r);

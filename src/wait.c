@@ -102,10 +102,12 @@ void wake_waiters(struct shmring *r, atomic_u32 *word)
 	if (word == &r->hdr->data_futex &&
 	    (atomic_load_explicit(&r->hdr->notify_word, memory_order_relaxed) & NOTIFY_ARMED))
 		notify_wake(r);
-	while (v & WAITERS) {
+	for (int i = 0; v & WAITERS; i++) {
 		/* K4: change the word first, so a waiter between W2 and W5 does not sleep. */
 		if (atomic_compare_exchange_weak_explicit(word, &v, (v + 2) & ~WAITERS,
-							  memory_order_relaxed, memory_order_relaxed)) {
+							  memory_order_relaxed, memory_order_relaxed) ||
+		    i == 1024) {
+			/* (After 1024 lost races with a peer rewriting the word: wake anyway.) */
 			futex_wake_all(word);
 			atomic_fetch_add_explicit(&r->hdr->counters.futex_wakes, 1,
 						  memory_order_relaxed);
@@ -138,16 +140,13 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 			cpu_relax();
 #endif
 		/*
-		 * W2. A waiter that finds WAITERS already set announces nothing
-		 * itself: its acquire load of the announcing CAS (seq_cst) orders
-		 * that CAS before its own fence W3, so the Dekker argument covers it.
+		 * W2. Every waiter announces with its own read-modify-write, even one
+		 * that finds WAITERS already set: the C11 fence rules order only a
+		 * thread's own earlier operations before its fence W3, so a waiter
+		 * that merely read another's announcement would be outside the
+		 * Dekker argument (C++20 would cover it; C11 does not).
 		 */
-		uint32_t v = atomic_load_explicit(word, memory_order_acquire);
-		if (!(v & WAITERS) &&
-		    !atomic_compare_exchange_weak_explicit(word, &v, v | WAITERS,
-							   memory_order_seq_cst, memory_order_acquire))
-			continue;
-		v |= WAITERS;
+		uint32_t v = atomic_fetch_or_explicit(word, WAITERS, memory_order_seq_cst) | WAITERS;
 #ifndef SHMRING_BROKEN_WAKE
 		atomic_thread_fence(memory_order_seq_cst); /* W3, pairs with K2 */
 		rc = try(r, msg); /* W4 */

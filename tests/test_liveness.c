@@ -385,6 +385,63 @@ static void test_end_of_stream_is_epipe_once_no_producer_lives(void **s)
 	}
 }
 
+
+static void reserve_fork_worker_then_hold(const char *name)
+{
+	struct shmring *r = NULL;
+	if (shmring_attach(name, NULL, 5 * SEC, &r))
+		_exit(2);
+	void *slot;
+	if (shmring_reserve(r, &slot))
+		_exit(3);
+	pid_t w = fork(); /* a worker that keeps the inherited handle, and lives on */
+	if (w == 0) {
+		unsigned char m[64] = {0};
+		/* The copy is a participant of its own: the parent's slot stays the parent's. */
+		int rc = shmring_try_push(r, m);
+		_exit(rc == 0 ? 0 : 10);
+	}
+	int st;
+	waitpid(w, &st, 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		_exit(4);
+	pid_t w2 = fork();
+	if (w2 == 0) {
+		sleep(3); /* outlives its parent, holding the inherited handle, then goes */
+		_exit(0);
+	}
+	say_ready();
+	hold_forever();
+}
+
+static void test_forked_worker_does_not_keep_a_dead_parent_alive(void **s)
+{
+	(void)s;
+	const char *name = test_name();
+	struct shmring *r = make(name, SHMRING_MPSC, 8, 0);
+	pid_t pid = child(reserve_fork_worker_then_hold, name);
+	wait_ready();
+	/* The worker's push is behind the parent's reservation. */
+	unsigned char m[64];
+	assert_int_equal(shmring_try_pop(r, m), -EAGAIN);
+	kill_and_reap(pid); /* the worker (its child) lives on, holding a copy */
+	int64_t t0 = now_ns();
+	assert_int_equal(shmring_pop_wait(r, m, 5 * SEC), 0);
+	assert_true(now_ns() - t0 < 1 * SEC);
+	assert_int_equal(atomic_load(&r->hdr->counters.skipped), 1);
+	struct shmring_stats st;
+	assert_int_equal(shmring_stats(r, &st), 0);
+	/*
+	 * Alive: this test's handle, and the worker's two copies (it inherited its
+	 * parent's handle and the parent's own copy of ours, and each became a
+	 * participant of its own at fork). The dead parent's entries are not.
+	 */
+	print_message("after the parent's death: %u participants, %u alive\n", st.participants,
+		      st.alive);
+	assert_int_equal(st.alive, 3);
+	assert_int_equal(shmring_close(r), 0);
+}
+
 static int setup(void **s)
 {
 	(void)s;
@@ -412,6 +469,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stopped_producer_is_alive_and_its_slot_waits_for_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crashed_creators_name_is_reclaimed_but_a_live_ring_is_not, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_end_of_stream_is_epipe_once_no_producer_lives, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forked_worker_does_not_keep_a_dead_parent_alive, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("liveness", tests, NULL, NULL);
 }
