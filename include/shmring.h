@@ -247,8 +247,12 @@ int shmring_fd(const struct shmring *r);
  * Caller: a producer (SPSC: the one producer; MPSC/MPMC: any number).
  * Progress: SPSC wait-free; MPSC/MPMC lock-free. No system call, no fence on
  * rings without SHMRING_F_BLOCKING. On a blocking ring a push also makes one
- * seq_cst fence and reads the consumers' futex word, and calls FUTEX_WAKE
- * only if a consumer sleeps (that wake is a system call).
+ * seq_cst fence and reads the consumers' futex and notify words (one cache
+ * line), calls FUTEX_WAKE only if a consumer sleeps, and writes the notify
+ * eventfds only if an event-loop consumer armed (system calls). The first
+ * time a producer handle must wake a notify consumer it fetches that
+ * consumer's eventfd (a connect and a receive on a Unix socket, each bounded
+ * at 20 ms; a consumer that does not answer costs that at most once a second).
  *
  * Returns 0, or:
  *   -EAGAIN   the ring is full

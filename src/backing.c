@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <stddef.h> /* hugetlbfs.h uses size_t without including it */
 #include <hugetlbfs.h>
+#include <mntent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,13 +250,39 @@ int hugetlbfs_data_create(const char *path, mode_t mode, size_t len)
 	return err_set(-EEXIST, "%s exists and is not ours", path);
 }
 
+/*
+ * Whether a path read from a (possibly hostile) header may name ring name's
+ * slot file: "<dir>/shmring.<name>" where <dir> is a hugetlbfs mount point
+ * in this process's mount table. Checked before anything opens or unlinks
+ * the path, so a header cannot steer attach or unlink to another file (and
+ * the mount table is read without touching any other file system).
+ */
+bool hugetlbfs_path_ok(const char *path, const char *name)
+{
+	const char *slash = strrchr(path, '/');
+	char want[SHMRING_NAME_MAX + 16];
+	snprintf(want, sizeof(want), "shmring.%s", name + 1);
+	if (!slash || slash == path || strcmp(slash + 1, want) != 0)
+		return false;
+	size_t dlen = (size_t)(slash - path);
+	FILE *m = setmntent("/proc/self/mounts", "re");
+	bool ok = false;
+	struct mntent *e;
+	while (m && !ok && (e = getmntent(m)))
+		ok = strcmp(e->mnt_type, "hugetlbfs") == 0 && strlen(e->mnt_dir) == dlen &&
+		     strncmp(e->mnt_dir, path, dlen) == 0;
+	if (m)
+		endmntent(m);
+	return ok;
+}
+
 /* Open a ring's slot file named by its header: it must be hugetlbfs, ours, and sized right. */
 int hugetlbfs_data_open(const char *path, uid_t owner, size_t page, size_t len)
 {
-	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? err_set(-EBADMSG, "ring's hugetlbfs file %s is gone", path)
-				       : err_sys("cannot open %s", path);
+		return err_set(-EBADMSG, "ring's hugetlbfs file %s cannot be opened: %s", path,
+			       errno == ENOENT ? "it is gone" : "not a slot file");
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != owner ||
 	    !on_hugetlbfs(fd, page) || (size_t)st.st_size != len) {
@@ -281,7 +308,7 @@ bool thp_shmem_allowed(void)
 /* A memfd for an unnamed ring: hugetlb pages of size page, or normal pages if page is 0. */
 int memfd_ring(size_t page)
 {
-	unsigned flags = MFD_CLOEXEC;
+	unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
 	if (page) {
 		unsigned shift = 0;
 		while (((size_t)1 << shift) < page)

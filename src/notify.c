@@ -118,8 +118,9 @@
 
 #include "internal.h"
 
-/* How long a producer waits for a consumer's service thread, per step (connect, receive). */
-#define FETCH_TIMEOUT_MS 100L
+/* How long a producer waits for a consumer's service thread, per step (connect,
+ * receive): a push pays this at most once a second per consumer that does not answer. */
+#define FETCH_TIMEOUT_MS 20L
 /* After a fetch that timed out, the producer tries that consumer again this much later. */
 #define FETCH_RETRY_NS INT64_C(1000000000)
 /* The service thread does little: a small stack, so mlockall(MCL_FUTURE) pins little. */

@@ -512,6 +512,15 @@ int shmring_create_anon(const struct shmring_config *cfg, struct shmring **out)
 	}
 	r->map_len = pl.ctl_len;
 	r->locked = locked || pl.backing == SHMRING_BACKING_HUGETLB_ANON;
+	/*
+	 * Seal the size: no process holding the fd can shrink the ring under
+	 * another's mapping (which would be SIGBUS there) or grow it. Named rings
+	 * in /dev/shm cannot be sealed; their file mode decides who could.
+	 */
+	if (fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+		rc = err_sys("cannot seal the ring's memfd");
+		goto fail;
+	}
 	r->hdr = r->map;
 	if ((rc = part_join(r)))
 		goto fail;
@@ -555,12 +564,28 @@ static int check_header(const char *name, const struct shmring_hdr *h, uint64_t 
 			       (unsigned long long)h->page_size);
 	if (memchr(h->data_path, 0, sizeof(h->data_path)) == NULL)
 		return err_set(-EBADMSG, "ring %s: data path is not terminated", name);
+	/*
+	 * The file must be exactly as large as the layout implies: attach maps,
+	 * pre-faults and locks all of it, so a larger file would let a peer make
+	 * us lock memory for nothing.
+	 */
+	uint64_t base = system_page_size();
 	if (h->backing == SHMRING_BACKING_HUGETLBFS) {
 		/* Slots in their own file; attach checks that file separately. */
 		if (h->data_offset != 0 || h->data_path[0] != '/')
 			return err_set(-EBADMSG, "ring %s: hugetlbfs slots without a file", name);
+		if (file_size != round_up(SHMRING_CTL_SIZE, base))
+			return err_set(-EBADMSG, "ring %s: control file of %llu bytes, expected %llu",
+				       name, (unsigned long long)file_size,
+				       (unsigned long long)round_up(SHMRING_CTL_SIZE, base));
 		return 0;
 	}
+	uint64_t unit = h->backing == SHMRING_BACKING_HUGETLB_ANON ? h->page_size : base;
+	if (h->data_offset <= file_size && h->data_size <= file_size - h->data_offset &&
+	    file_size != round_up(h->data_offset + h->data_size, unit))
+		return err_set(-EBADMSG, "ring %s: file of %llu bytes, the layout needs %llu", name,
+			       (unsigned long long)file_size,
+			       (unsigned long long)round_up(h->data_offset + h->data_size, unit));
 	if (h->data_path[0] || h->data_offset < SHMRING_CTL_SIZE || h->data_offset % 64 ||
 	    h->data_offset > file_size || h->data_size > file_size - h->data_offset)
 		return err_set(-EBADMSG, "ring %s: slots at %llu+%llu lie outside the %llu-byte file",
@@ -574,6 +599,9 @@ static int attach_data_file(struct shmring *r, const struct shmring_hdr *h, uid_
 			    bool lock)
 {
 	size_t len = (size_t)round_up(h->data_size, h->page_size);
+	if (r->name[0] != '/' || !hugetlbfs_path_ok(h->data_path, r->name))
+		return err_set(-EBADMSG, "ring %s: slot file %s is not shmring.<name> in a hugetlbfs "
+			       "mount", r->name, h->data_path);
 	memcpy(r->data_path, h->data_path, sizeof(r->data_path));
 	int fd = hugetlbfs_data_open(r->data_path, owner, (size_t)h->page_size, len);
 	if (fd < 0)
@@ -869,10 +897,7 @@ static void data_file_of(const char *path, const char *name, char *out, size_t l
 	    h.backing != SHMRING_BACKING_HUGETLBFS ||
 	    !memchr(h.data_path, 0, sizeof(h.data_path)))
 		return;
-	const char *base = strrchr(h.data_path, '/');
-	char want[SHMRING_NAME_MAX + 16];
-	snprintf(want, sizeof(want), "shmring.%s", name + 1);
-	if (base && strcmp(base + 1, want) == 0)
+	if (hugetlbfs_path_ok(h.data_path, name))
 		snprintf(out, len, "%s", h.data_path);
 }
 
