@@ -169,10 +169,14 @@ else
 			unit_tests build-asan "asan:"
 
 		echo "=== negative control: the torture test against a deliberately broken wait protocol"
-		make -s -j"$jobs" SAN=broken-wake build-broken/tests/test_blocking
+		make -s -j"$jobs" SAN=broken-wake build-broken/tests/test_blocking \
+			build-broken/tests/test_notify build-broken/tests/notify_peer
 		run_expect_fail "broken_wake_torture" 120 "LOST WAKE-UP" \
 			env SHMRING_TEST_ONLY=test_no_wakeup_is_lost_in_torture_cycles \
 			build-broken/tests/test_blocking
+		run_expect_fail "broken_wake_notify_torture" 120 "LOST WAKE-UP" \
+			env SHMRING_TEST_ONLY=test_no_wakeup_is_lost_when_the_publish_races_the_arm \
+			build-broken/tests/test_notify
 
 		echo "=== build (ThreadSanitizer: thread tests)"
 		make -s -j"$jobs" SAN=tsan build-tsan/tests/test_threads
