@@ -175,10 +175,16 @@ long hugepages_count(size_t size, const char *what)
 	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%zukB/%s", size / 1024,
 		 what);
 	FILE *f = fopen(path, "re");
+	char buf[32];
 	long n = -1;
 	if (f) {
-		if (fscanf(f, "%ld", &n) != 1)
-			n = -1;
+		if (fgets(buf, sizeof(buf), f)) {
+			char *end;
+			errno = 0;
+			n = strtol(buf, &end, 10);
+			if (errno || end == buf)
+				n = -1;
+		}
 		fclose(f);
 	}
 	return n;
@@ -198,7 +204,8 @@ static bool on_hugetlbfs(int fd, size_t page)
  */
 int hugetlbfs_dir_for(size_t page, char *dir, size_t len)
 {
-	const char *env = getenv("SHMRING_HUGETLBFS_DIR");
+	/* The library never sets the environment, so reading it races with nothing of ours. */
+	const char *env = getenv("SHMRING_HUGETLBFS_DIR"); // NOLINT(concurrency-mt-unsafe)
 	if (env && *env) {
 		int fd = open(env, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		bool ok = fd >= 0 && on_hugetlbfs(fd, page);
@@ -267,8 +274,9 @@ bool hugetlbfs_path_ok(const char *path, const char *name)
 	size_t dlen = (size_t)(slash - path);
 	FILE *m = setmntent("/proc/self/mounts", "re");
 	bool ok = false;
-	struct mntent *e;
-	while (m && !ok && (e = getmntent(m)))
+	struct mntent ent, *e;
+	char buf[4096];
+	while (m && !ok && (e = getmntent_r(m, &ent, buf, sizeof(buf))))
 		ok = strcmp(e->mnt_type, "hugetlbfs") == 0 && strlen(e->mnt_dir) == dlen &&
 		     strncmp(e->mnt_dir, path, dlen) == 0;
 	if (m)

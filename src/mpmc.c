@@ -120,7 +120,7 @@ int mp_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 
 int mp_push(struct shmring *r, const void *msg)
 {
-	uint64_t t;
+	uint64_t t = 0;
 	int rc = mp_claim(r, &t, true);
 	if (rc)
 		return rc;
@@ -174,7 +174,7 @@ int mpsc_peek(struct shmring *r, uint64_t *pos)
 
 int mpsc_pop(struct shmring *r, void *msg)
 {
-	uint64_t hd;
+	uint64_t hd = 0;
 	int rc = mpsc_peek(r, &hd);
 	if (rc)
 		return rc;
@@ -246,7 +246,7 @@ int mpmc_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 
 int mpmc_pop(struct shmring *r, void *msg)
 {
-	uint64_t hd;
+	uint64_t hd = 0;
 	int rc = mpmc_claim(r, &hd, true);
 	if (rc)
 		return rc;
