@@ -133,6 +133,7 @@ bench-smoke: lib $(BENCH)
 # DURATION= seconds, default 600).
 soak: deps all
 	$(MAKE) SAN=killpoints lib
+	soak/build.sh
 	soak/run.sh $(if $(DURATION),--duration $(DURATION))
 
 # Fuzz the attach path (fuzz/run.sh; SECONDS= default 60).

@@ -328,3 +328,28 @@ int memfd_ring(size_t page)
 		return err_sys("memfd_create%s failed", page ? " (hugetlb)" : "");
 	return fd;
 }
+
+/*
+ * Remove "shmring.<name>" from every hugetlbfs mount, where it is a regular
+ * file of ours: the slot file a creator made before it died, before its path
+ * was published in a header. Called only once the name's control file is
+ * gone or dead (the name is one namespace, so that file can belong to no
+ * other ring).
+ */
+void hugetlbfs_remove_orphans(const char *name)
+{
+	FILE *m = setmntent("/proc/self/mounts", "re");
+	struct mntent ent, *e;
+	char buf[4096], path[SHMRING_PATH_MAX + SHMRING_NAME_MAX];
+	while (m && (e = getmntent_r(m, &ent, buf, sizeof(buf)))) {
+		if (strcmp(e->mnt_type, "hugetlbfs") != 0)
+			continue;
+		struct stat st;
+		int n = snprintf(path, sizeof(path), "%s/shmring.%s", e->mnt_dir, name + 1);
+		if (n > 0 && (size_t)n < sizeof(path) && lstat(path, &st) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_uid == geteuid())
+			unlink(path);
+	}
+	if (m)
+		endmntent(m);
+}

@@ -31,6 +31,7 @@ SHMRING_HIDDEN int hugetlbfs_data_path(char *buf, size_t len, const char *dir, c
 SHMRING_HIDDEN int hugetlbfs_data_create(const char *path, mode_t mode, size_t len);
 SHMRING_HIDDEN int hugetlbfs_data_open(const char *path, uid_t owner, size_t page, size_t len);
 SHMRING_HIDDEN bool hugetlbfs_path_ok(const char *path, const char *name);
+SHMRING_HIDDEN void hugetlbfs_remove_orphans(const char *name);
 SHMRING_HIDDEN bool thp_shmem_allowed(void);
 SHMRING_HIDDEN int memfd_ring(size_t page);
 

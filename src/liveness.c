@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -50,6 +51,8 @@
 #define STUCK_EVERY 64
 /* Attempts at a role word before a peer that keeps rewriting it is called corrupt. */
 #define ROLE_TRIES 1024
+/* Yields while a role's holder entry may be changing hands, before -EBUSY. */
+#define ROLE_SETTLE_TRIES 200
 
 static off_t lock_byte(uint32_t id)
 {
@@ -233,11 +236,15 @@ int part_join(struct shmring *r)
 				continue; /* a live participant holds it */
 			return err_sys("cannot lock participant byte of ring %s", r->name);
 		}
-		/* Ours now. An entry still in use belonged to a process that died. */
+		/*
+		 * Ours now. An entry still in use belonged to a process that died:
+		 * release its roles at once (a claimant that saw our lock meanwhile
+		 * waits for that, see role_claim), then its slot claims.
+		 */
 		r->owner = i + 1;
 		if (atomic_load_explicit(&h->part[i].state, memory_order_acquire)) {
-			release_claims(r, r->owner);
 			release_roles(r, r->owner);
+			release_claims(r, r->owner);
 		}
 		atomic_store_explicit(&h->part[i].pid, (int32_t)getpid(), memory_order_relaxed);
 		atomic_store_explicit(&h->part[i].roles, 0, memory_order_relaxed);
@@ -260,6 +267,22 @@ void part_leave(struct shmring *r)
 	r->owner = 0;
 }
 
+/*
+ * The holder's lock is held, but perhaps by a newcomer that has just taken
+ * over the dead holder's entry and is about to release its roles (part_join
+ * does that first thing). Give it a bounded moment: true if the role word
+ * changed, so the claim looks again instead of failing with -EBUSY.
+ */
+static bool role_moved(atomic_u32 *role, uint32_t cur)
+{
+	for (int i = 0; i < ROLE_SETTLE_TRIES; i++) {
+		if (atomic_load_explicit(role, memory_order_acquire) != cur)
+			return true;
+		sched_yield();
+	}
+	return false;
+}
+
 /* Claim a role word, or take it over from a dead holder. */
 static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 {
@@ -278,6 +301,11 @@ static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 		 * go, so the CAS cannot take a role a newcomer just claimed.
 		 */
 		if (!part_lock_dead(r, cur)) {
+			if (role_moved(role, cur)) {
+				/* Released by a newcomer that took over the holder's entry. */
+				cur = atomic_load_explicit(role, memory_order_acquire);
+				continue;
+			}
 			int pid = cur <= SHMRING_PARTICIPANTS_MAX
 					  ? atomic_load_explicit(&r->hdr->part[cur - 1].pid,
 								 memory_order_relaxed)

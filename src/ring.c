@@ -334,6 +334,7 @@ static int reclaim(const char *path, const char *name)
 		if (unlink(path) == 0) {
 			if (data[0])
 				unlink(data);
+			hugetlbfs_remove_orphans(name); /* a creator that died before publishing */
 			rc = 0;
 		}
 	} else {
@@ -915,6 +916,8 @@ int shmring_unlink(const char *name)
 	}
 	if (data[0] && unlink(data) != 0 && errno != ENOENT)
 		return err_sys("cannot unlink %s", data);
+	if (!data[0])
+		hugetlbfs_remove_orphans(name);
 	return 0;
 }
 

@@ -222,8 +222,14 @@ static int try_push_fn(struct shmring *r, void *msg)
  */
 static int try_pop_fn(struct shmring *r, void *msg)
 {
+	if (!r->eos)
+		return shmring_try_pop(r, msg);
+	bool was_blocked = r->blocked;
+	r->blocked = false;
 	int rc = shmring_try_pop(r, msg);
-	if (rc != -EAGAIN || !r->eos)
+	bool held = r->blocked; /* a claim holds the head: messages may wait behind it */
+	r->blocked = r->blocked || was_blocked;
+	if (rc != -EAGAIN || held)
 		return rc;
 	int64_t now = mono_ns();
 	if (now < r->eos_next_ns)
@@ -231,10 +237,11 @@ static int try_pop_fn(struct shmring *r, void *msg)
 	r->eos_next_ns = now + EOS_CHECK_NS;
 	if (any_live_producer(r))
 		return rc;
+	r->blocked = false;
 	rc = shmring_try_pop(r, msg);
-	return rc == -EAGAIN ? err_set(-EPIPE, "ring %s is empty and no live producer is attached",
-				       r->name)
-			     : rc;
+	if (rc == -EAGAIN && !r->blocked)
+		return err_set(-EPIPE, "ring %s is empty and no live producer is attached", r->name);
+	return rc;
 }
 
 int shmring_set_end_of_stream(struct shmring *r, bool on)

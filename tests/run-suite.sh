@@ -155,9 +155,13 @@ else
 	run_script install 300 tests/test_install.sh
 	[ -x tests/test_cli.sh ] && run_script cli 300 env BUILD=build tests/test_cli.sh
 	[ -x tests/test_man.sh ] && run_script man_pages 120 tests/test_man.sh
-	[ -x tests/test_faults.sh ] && run_script fault_injection 600 tests/test_faults.sh
-	[ -x tests/test_leaks.sh ] && run_script leaks 300 tests/test_leaks.sh
-	[ -x soak/run.sh ] && run_script soak_short 600 soak/run.sh --duration 120
+	if [ -x soak/build.sh ]; then
+		make -s -j"$jobs" SAN=killpoints lib
+		soak/build.sh
+		run_script fault_injection 600 tests/test_faults.sh
+		run_script leaks 300 tests/test_leaks.sh
+		run_script soak_short 600 soak/run.sh --duration 120
+	fi
 	[ -x fuzz/run.sh ] && run_script fuzz 300 fuzz/run.sh --seconds 60
 	[ -x bench/run.sh ] && { make -s build/bench/shmring-bench &&
 		run_script bench_smoke 300 bench/run.sh --quick; }
