@@ -290,6 +290,9 @@ static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 	for (unsigned tries = 0; tries < ROLE_TRIES; tries++) {
 		if (cur == r->owner)
 			return 0;
+		if (cur > SHMRING_PARTICIPANTS_MAX)
+			return err_set(-EBADMSG, "ring %s: the %s role word names participant %u",
+				       r->name, what, cur);
 		if (cur == 0) {
 			if (atomic_compare_exchange_strong(role, &cur, r->owner))
 				return 0;

@@ -340,6 +340,12 @@ static void test_without_hugepages_default_falls_back_and_hugepage_flag_says_wha
 	long free_now = page ? hugepages_free(page) : 0;
 	bool emptied = false;
 	if (total > 0) {
+		/* Processes of earlier tests may still be exiting: give their pages 5 s. */
+		for (int i = 0; i < 500 && free_now != total; i++) {
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, NULL);
+			free_now = hugepages_free(page);
+		}
 		/* Empty the pool for this test, then put it back as it was. */
 		if (geteuid() != 0 || free_now != total) {
 			print_message("SKIP: the hugepage pool (%ld pages, %ld free) is not empty and "

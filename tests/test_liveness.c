@@ -407,7 +407,7 @@ static void reserve_fork_worker_then_hold(const char *name)
 		_exit(4);
 	pid_t w2 = fork();
 	if (w2 == 0) {
-		sleep(3); /* outlives its parent, holding the inherited handle, then goes */
+		sleep(2); /* outlives its parent, holding the inherited handle, then goes */
 		_exit(0);
 	}
 	say_ready();
