@@ -133,7 +133,14 @@ SHMRING_HIDDEN void kill_point(const char *name);
 #define KILL_POINT(name) ((void)0)
 #endif
 
-/* Copy a message; the kill-point build stops halfway for tests to die mid-copy. */
+/*
+ * Copy a message; the kill-point build stops halfway for tests to die mid-copy.
+ * Common sizes get a copy of constant size, which the compiler turns into a
+ * few vector moves: glibc's memcpy of a variable size uses "rep movsb" on this
+ * CPU (FSRM), which measured much slower on lines another core just wrote
+ * (shmring-bench, 64 B SPSC streaming, same run: 16-24 -> 28 Mmsg/s; my
+ * stream test: 7.5 -> 10.6 Mmsg/s).
+ */
 static inline void copy_msg(void *dst, const void *src, size_t n, const char *mid_point)
 {
 #ifdef SHMRING_KILL_POINTS
@@ -142,7 +149,13 @@ static inline void copy_msg(void *dst, const void *src, size_t n, const char *mi
 	memcpy((char *)dst + n / 2, (const char *)src + n / 2, n - n / 2);
 #else
 	(void)mid_point;
-	memcpy(dst, src, n);
+	switch (n) {
+	case 8: memcpy(dst, src, 8); break;
+	case 16: memcpy(dst, src, 16); break;
+	case 32: memcpy(dst, src, 32); break;
+	case 64: memcpy(dst, src, 64); break;
+	default: memcpy(dst, src, n); break;
+	}
 #endif
 }
 
