@@ -163,8 +163,15 @@ else
 		run_script soak_short 600 soak/run.sh --duration 120
 	fi
 	[ -x fuzz/run.sh ] && run_script fuzz 300 fuzz/run.sh --seconds 60
-	[ -x bench/run.sh ] && { make -s build/bench/shmring-bench &&
-		run_script bench_smoke 300 bench/run.sh --quick; }
+	if [ -x bench/run.sh ]; then
+		if make -s build/bench/shmring-bench; then
+			run_script bench_smoke 300 bench/run.sh --quick
+		else
+			echo "=== bench_smoke: the benchmark does not build"
+			failed=$((failed + 1))
+			failures+=("bench_build")
+		fi
+	fi
 
 	if [ "$quick" = 0 ]; then
 		echo "=== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
