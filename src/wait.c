@@ -34,8 +34,10 @@
  * sleep on. It is 31 bits and compared for equality, so in theory a waiter
  * stalled between W2 and W5 through exactly 2^31 wake cycles could still
  * sleep on a stale value; every sleep is therefore at most SLEEP_SLICE_NS
- * (1 s), after which the waiter looks at the ring again: a wait without end
- * costs one wake-up a second.
+ * (250 ms), after which the waiter looks at the ring again: a wait without
+ * end costs four wake-ups a second. The same slice bounds what a waker that
+ * dies between publishing and K4 costs its sleepers (the soak's kill points
+ * push_after_publish and pop_after_release land exactly there).
  *
  * The sleep always has an absolute CLOCK_MONOTONIC timeout: the kernel
  * restarts an untimed FUTEX_WAIT after an SA_RESTART handler but turns a
@@ -57,7 +59,7 @@
 #define WAIT_CLOCK_EVERY 64
 #define WAITERS 1u
 /* The longest single futex sleep; a longer wait sleeps again (see the epoch note). */
-#define SLEEP_SLICE_NS INT64_C(1000000000)
+#define SLEEP_SLICE_NS INT64_C(250000000)
 /* The sleep while a claim holds the wait up, or while end of stream is watched. */
 #define SHORT_SLICE_NS INT64_C(2000000)
 /* How often pop_wait looks for live producers when end of stream is asked for. */

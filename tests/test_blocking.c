@@ -254,7 +254,7 @@ static void test_idle_sleeping_consumer_costs_under_one_percent_cpu(void **state
 	print_message("idle: 10 s asleep in pop_wait used %.4f s of CPU (%.3f%%), %ld context switches\n",
 		      cpu, cpu * 10, switches);
 	assert_true(cpu <= 0.1);     /* 1% of 10 s */
-	assert_true(switches <= 50); /* a few a second at most */
+	assert_true(switches <= 60); /* a few a second: four sleep slices, plus scheduling */
 	assert_int_equal(shmring_close(r), 0);
 }
 
