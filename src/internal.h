@@ -54,6 +54,7 @@ struct shmring {
 	struct shmring *next, *prev; /* this process's handles (liveness.c, for fork) */
 	bool tracked;
 	int64_t spin_ns;      /* blocking waits: spin this long before sleeping */
+	int64_t sleep_slice_ns; /* longest single futex sleep (wait.c); tests lengthen it */
 	bool sleeping;        /* inside a blocking wait: stuck_check reads the clock each time */
 	bool eos;             /* pop_wait returns -EPIPE when empty with no live producer */
 	bool blocked;         /* the last try was held up by a claim (stuck_check ran) */
@@ -172,6 +173,8 @@ SHMRING_HIDDEN void wake_waiters(struct shmring *r, atomic_u32 *word);
 
 /* Default spin before a blocking wait sleeps: tens of microseconds. */
 #define SHMRING_DEFAULT_SPIN_NS 20000
+/* Default longest single futex sleep (wait.c explains why there is one). */
+#define SHMRING_SLEEP_SLICE_NS INT64_C(250000000)
 
 /* spsc.c */
 SHMRING_HIDDEN int spsc_push(struct shmring *r, const void *msg);

@@ -173,6 +173,7 @@ static void handle_bind(struct shmring *r, const struct shmring_hdr *h, unsigned
 	r->ring_flags = h->flags;
 	r->blocking = (h->flags & SHMRING_F_BLOCKING) != 0;
 	r->spin_ns = SHMRING_DEFAULT_SPIN_NS;
+	r->sleep_slice_ns = SHMRING_SLEEP_SLICE_NS;
 	r->backing = h->backing;
 	r->page_size = h->page_size;
 	r->generation = h->generation;

@@ -33,7 +33,7 @@
  * second waiter can set the word back to the value a first one is about to
  * sleep on. It is 31 bits and compared for equality, so in theory a waiter
  * stalled between W2 and W5 through exactly 2^31 wake cycles could still
- * sleep on a stale value; every sleep is therefore at most SLEEP_SLICE_NS
+ * sleep on a stale value; every sleep is therefore at most one slice
  * (250 ms), after which the waiter looks at the ring again: a wait without
  * end costs four wake-ups a second. The same slice bounds what a waker that
  * dies between publishing and K4 costs its sleepers (the soak's kill points
@@ -58,8 +58,8 @@
 
 #define WAIT_CLOCK_EVERY 64
 #define WAITERS 1u
-/* The longest single futex sleep; a longer wait sleeps again (see the epoch note). */
-#define SLEEP_SLICE_NS INT64_C(250000000)
+/* The longest single futex sleep is the handle's sleep_slice_ns (default
+ * SHMRING_SLEEP_SLICE_NS, internal.h); a longer wait sleeps again. */
 /* The sleep while a claim holds the wait up, or while end of stream is watched. */
 #define SHORT_SLICE_NS INT64_C(2000000)
 /* How often pop_wait looks for live producers when end of stream is asked for. */
@@ -164,7 +164,7 @@ static int sleep_until(struct shmring *r, atomic_u32 *word, try_fn try, void *ms
 		 */
 		KILL_POINT("wait_sleeping");
 		int64_t now = mono_ns();
-		int64_t slice = r->blocked || r->eos ? SHORT_SLICE_NS : SLEEP_SLICE_NS;
+		int64_t slice = r->blocked || r->eos ? SHORT_SLICE_NS : r->sleep_slice_ns;
 		rc = futex_wait_abs(word, v, deadline - now > slice ? now + slice : deadline);
 		if (rc == -EINTR)
 			return err_set(-EINTR, "%s on ring %s interrupted by a signal", what, r->name);

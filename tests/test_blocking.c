@@ -107,14 +107,26 @@ static void test_no_wakeup_is_lost_in_torture_cycles(void **state)
 
 	pid_t pid = fork_child();
 	if (pid == 0) {
-		/* Consumer: sleep for each message; a wait over 1 s is a lost wake-up. */
+		/*
+		 * Consumer: sleep for each message; a wait over 1 s is a lost wake-up.
+		 * Its sleeps are not cut into the library's 250 ms slices here: a
+		 * slice would end a lost wake-up's sleep before the watchdog saw it.
+		 */
 		struct shmring *d = child_attach(data), *a = child_attach(ack);
+		d->sleep_slice_ns = 10 * SEC;
 		unsigned char m[16];
 		for (long i = 0; i < cycles; i++) {
+			/*
+			 * The producer publishes within 50 us of the ack. A wait that runs
+			 * to its 1 s bound (returning -ETIMEDOUT, or finding the message
+			 * only when the timed-out sleep looks once more) slept through a
+			 * publish: a lost wake-up.
+			 */
+			int64_t t0 = now_ns();
 			int rc = shmring_pop_wait(d, m, 1 * SEC);
-			if (rc == -ETIMEDOUT) {
-				fprintf(stderr, "LOST WAKE-UP in cycle %ld: slept 1 s with a message "
-						"published\n", i);
+			if (rc == -ETIMEDOUT || now_ns() - t0 >= 900 * MS) {
+				fprintf(stderr, "LOST WAKE-UP in cycle %ld: slept %.0f ms with a message "
+						"published\n", i, (double)(now_ns() - t0) / 1e6);
 				_exit(1);
 			}
 			if (rc || memcmp(&i, m, sizeof(i)) != 0)
