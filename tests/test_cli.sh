@@ -329,6 +329,19 @@ else
 	fail rm_refuses_a_ring_with_a_live_participant_with_3 "exit $rc" "$o" "$e"
 fi
 
+# A stopped participant is alive (its claims are never robbed) and shown stopped.
+if [[ -n $h2 ]]; then
+	kill -STOP "$h2"
+	run "$o" "$e" stat "$r2" --json
+	ok=0
+	if ((rc == 0)) && jtrue "$o" 'part('"$h2"')["alive"] is True and part('"$h2"')["stopped"] is True'; then
+		run "$o" "$e" stat "$r2"
+		grep -q "alive, stopped" "$o" && ok=1
+	fi
+	kill -CONT "$h2"
+	check stopped_participant_shows_alive_and_stopped "stat did not show it stopped" test "$ok" = 1
+fi
+
 if [[ -n $h2 ]]; then
 	kill -9 "$h2"
 	wait "$h2" 2>/dev/null || true

@@ -157,6 +157,8 @@ void json_obj_end(struct json *j); /* } (and a newline at depth 0) */
 void json_arr(struct json *j);     /* [ */
 void json_arr_end(struct json *j); /* ] */
 void json_key(struct json *j, const char *key);
+/* A live participant whose process is stopped (SIGSTOP, a debugger): cli_show.c. */
+bool pid_stopped(int32_t pid);
 void json_str(struct json *j, const char *s); /* NULL writes null */
 void json_u64(struct json *j, uint64_t v);
 void json_i64(struct json *j, int64_t v);

@@ -40,6 +40,26 @@ void user_name(uint32_t uid, char *buf, size_t len)
 		snprintf(buf, len, "?");
 }
 
+/*
+ * Whether a live participant's process is stopped (state T or t in
+ * /proc/PID/stat): alive, so nothing of its is recovered, but not running.
+ * The pid is only meaningful in our PID namespace; elsewhere this says no.
+ */
+bool pid_stopped(int32_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = pid > 0 ? fopen(path, "re") : NULL;
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *close_paren = strrchr(buf, ')');
+	return close_paren && close_paren[1] == ' ' &&
+	       (close_paren[2] == 'T' || close_paren[2] == 't');
+}
+
 const char *life_name(enum part_life l)
 {
 	return l == PART_ALIVE ? "alive" : l == PART_DEAD ? "dead" : "unknown";
@@ -140,6 +160,8 @@ static void json_participants(struct json *j, const struct ring *r)
 		json_arr_end(j);
 		json_ku64(j, "state", p->state);
 		json_life(j, "alive", p->life);
+		json_key(j, "stopped");
+		json_bool(j, p->life == PART_ALIVE && pid_stopped(p->pid));
 		json_obj_end(j);
 	}
 	json_arr_end(j);

@@ -130,8 +130,11 @@ static void stat_text(const struct ring *r)
 		for (unsigned i = 0; i < r->n_part; i++) {
 			const struct ring_part *p = &r->part[i];
 			roles_string(p->roles, buf, sizeof(buf));
-			printf("  %3u  %8d  %-18s  %s%s\n", p->index + 1, (int)p->pid, buf,
-			       life_name(p->life), p->state == 0 ? " (registering)" : "");
+			printf("  %3u  %8d  %-18s  %s%s%s\n", p->index + 1, (int)p->pid, buf,
+			       life_name(p->life), p->state == 0 ? " (registering)" : "",
+			       p->life == PART_ALIVE && pid_stopped(p->pid)
+				       ? ", stopped (SIGSTOP or a debugger): slots behind its claims wait"
+				       : "");
 		}
 	}
 }
@@ -160,6 +163,8 @@ static void json_role(struct json *j, const struct ring *r, const char *key, uin
 		if (r->part[i].index + 1 == id) {
 			json_ki64(j, "pid", r->part[i].pid);
 			json_life(j, "alive", r->part[i].life);
+			json_key(j, "stopped");
+			json_bool(j, r->part[i].life == PART_ALIVE && pid_stopped(r->part[i].pid));
 		}
 	json_obj_end(j);
 }
