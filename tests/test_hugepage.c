@@ -465,6 +465,74 @@ static void test_no_page_faults_while_exchanging_on_anon_hugetlb(void **state)
 	assert_int_equal(shmring_close(r), 0);
 }
 
+
+/*
+ * The THP fallback (/dev/shm advised MADV_HUGEPAGE) on this host needs shmem
+ * THP enabled, which it is not by default: as root, switch it to "advise" and
+ * take the free hugetlb pages away for the test (so the ring falls back), then
+ * put both back.
+ */
+static char thp_old[32];
+static long thp_total = -1;
+static char thp_nr_path[128];
+
+/* Put shmem THP and the hugetlb pool back, whatever the test did (teardown). */
+static int thp_restore(void **state)
+{
+	(void)state;
+	if (thp_total >= 0)
+		write_file(thp_nr_path, thp_total);
+	if (thp_old[0]) {
+		FILE *w = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "w");
+		if (w) {
+			fprintf(w, "%s\n", thp_old);
+			fclose(w);
+		}
+	}
+	thp_total = -1;
+	thp_old[0] = 0;
+	return 0;
+}
+
+static void test_no_page_faults_while_exchanging_on_shmem_thp(void **state)
+{
+	(void)state;
+	const char *thp = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+	char cur[128] = "";
+	FILE *f = fopen(thp, "r");
+	if (!f || geteuid() != 0 || hps() == 0) {
+		if (f)
+			fclose(f);
+		print_message("SKIP: shmem THP cannot be switched here (not root, or no THP)\n");
+		skip();
+	}
+	size_t n = fread(cur, 1, sizeof(cur) - 1, f);
+	fclose(f);
+	cur[n] = 0;
+	char *lb = strchr(cur, '['), *rb = lb ? strchr(lb, ']') : NULL;
+	assert_non_null(rb);
+	*rb = 0;
+	snprintf(thp_old, sizeof(thp_old), "%s", lb + 1);
+	snprintf(thp_nr_path, sizeof(thp_nr_path),
+		 "/sys/kernel/mm/hugepages/hugepages-%zukB/nr_hugepages", hps() / 1024);
+	long total = hugepages_count(hps(), "nr_hugepages"), free_now = hugepages_free(hps());
+	FILE *w = fopen(thp, "w");
+	assert_non_null(w);
+	fputs("advise\n", w);
+	assert_int_equal(fclose(w), 0);
+	if (free_now > 0) {
+		thp_total = total;
+		assert_int_equal(write_file(thp_nr_path, total - free_now), 0);
+	}
+	const char *name = test_name();
+	struct shmring *r = make(name, SHMRING_SPSC, 64, 65536, 0);
+	struct shmring_info info;
+	assert_int_equal(shmring_info(r, &info), 0);
+	assert_int_equal(info.backing, SHMRING_BACKING_SHM_THP);
+	exchange_without_faults(name);
+	assert_int_equal(shmring_close(r), 0);
+}
+
 int main(void)
 {
 	watchdog_start(TEST_WATCHDOG_S);
@@ -481,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_no_page_faults_while_exchanging_on_normal_pages),
 		cmocka_unit_test(test_no_page_faults_while_exchanging_on_hugetlbfs),
 		cmocka_unit_test(test_no_page_faults_while_exchanging_on_anon_hugetlb),
+		cmocka_unit_test_teardown(test_no_page_faults_while_exchanging_on_shmem_thp, thp_restore),
 	};
 	return cmocka_run_group_tests_name("hugepage", tests, NULL, NULL);
 }
