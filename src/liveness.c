@@ -51,12 +51,8 @@
 #define STUCK_EVERY 64
 /* Attempts at a role word before a peer that keeps rewriting it is called corrupt. */
 #define ROLE_TRIES 1024
-/*
- * How long a claimant waits, yielding, for a role's holder entry that may be
- * changing hands (or a holder that is still exiting) before -EBUSY: a real
- * -EBUSY costs this much, a spurious one needs a newcomer stalled this long.
- */
-#define ROLE_SETTLE_NS INT64_C(50000000)
+/* Yields while a role's holder entry may be changing hands, before -EBUSY. */
+#define ROLE_SETTLE_TRIES 200
 
 static off_t lock_byte(uint32_t id)
 {
@@ -277,18 +273,13 @@ void part_leave(struct shmring *r)
  * does that first thing). Give it a bounded moment: true if the role word
  * changed, so the claim looks again instead of failing with -EBUSY.
  */
-static bool role_moved(const struct shmring *r, atomic_u32 *role, uint32_t cur)
+static bool role_moved(atomic_u32 *role, uint32_t cur)
 {
-	int64_t end = mono_ns() + ROLE_SETTLE_NS;
-	do {
+	for (int i = 0; i < ROLE_SETTLE_TRIES; i++) {
 		if (atomic_load_explicit(role, memory_order_acquire) != cur)
 			return true;
-		/* Or the holder has just finished dying (a SIGKILLed process holds its
-		 * locks until its exit completes). */
-		if (!part_alive(r, cur))
-			return true;
 		sched_yield();
-	} while (mono_ns() < end);
+	}
 	return false;
 }
 
@@ -313,7 +304,7 @@ static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 		 * go, so the CAS cannot take a role a newcomer just claimed.
 		 */
 		if (!part_lock_dead(r, cur)) {
-			if (role_moved(r, role, cur)) {
+			if (role_moved(role, cur)) {
 				/* Released by a newcomer that took over the holder's entry. */
 				cur = atomic_load_explicit(role, memory_order_acquire);
 				continue;
