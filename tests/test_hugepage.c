@@ -499,13 +499,13 @@ static void test_no_page_faults_while_exchanging_on_shmem_thp(void **state)
 	(void)state;
 	const char *thp = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 	char cur[128] = "";
-	FILE *f = fopen(thp, "r");
-	if (!f || geteuid() != 0 || hps() == 0) {
-		if (f)
-			fclose(f);
+	if (geteuid() != 0 || hps() == 0 || access(thp, R_OK | W_OK) != 0) {
 		print_message("SKIP: shmem THP cannot be switched here (not root, or no THP)\n");
 		skip();
+		return;
 	}
+	FILE *f = fopen(thp, "r");
+	assert_non_null(f);
 	size_t n = fread(cur, 1, sizeof(cur) - 1, f);
 	fclose(f);
 	cur[n] = 0;
