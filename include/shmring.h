@@ -31,6 +31,10 @@
  * once). A handle claims the producer or consumer role with its first push or
  * pop; in SPSC (both roles) and MPSC (the consumer role) a second claimant
  * gets -EBUSY while the holder lives, and takes the role over once it is dead.
+ * The claim is the first push or pop only: it makes a few fcntl calls, and
+ * while another process is attaching to (or recovering) the dead holder's
+ * participant entry it waits for that to finish, for at most 1 s (then
+ * -EBUSY, saying so). Later pushes and pops make no such calls.
  * A producer that dies holding a claimed slot (MPSC/MPMC, mid-push, in a batch
  * or a reservation) loses that message only: the slot is passed over within
  * about a millisecond of someone waiting behind it, and counted; an MPMC

@@ -29,8 +29,6 @@ profiles, with fault injection all along, and checks every message.
   --fault-ms N     mean time between fault events in each case (default 150)
   --min-messages N fail unless the cases move at least N messages in total
   --no-hugepages   do not reserve hugepages for the run (see below)
-  --ebusy-retry    peers retry and count a spurious -EBUSY on a role claim instead
-                   of failing (a stopgap while soak/repro/role_takeover_ebusy.c is open)
   --keep-logs DIR  keep each case's full report in DIR (default: a temp dir, removed)
   --report DIR     print the summary of a run kept with --keep-logs DIR, and exit
   -h, --help       this text
@@ -68,7 +66,7 @@ print_summary() { # SUMMARY_FILE
 	field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 	total_moved=0 total_kills=0 total_random=0 total_point=0 total_expl=0 total_unexpl=0
 	total_dup=0 total_redel=0 total_reorder=0 total_bad=0 total_skipped=0 total_recovered=0
-	total_takeovers=0 max_lat=0 worst_rec=0 total_ebusy=0
+	total_takeovers=0 max_lat=0 worst_rec=0
 	declare -A pk=()
 	echo
 	printf '%-18s %-6s %12s %7s %9s %10s %5s %7s %5s %10s %10s\n' case result moved kills lost-expl \
@@ -102,7 +100,6 @@ print_summary() { # SUMMARY_FILE
 		total_skipped=$((total_skipped + $(field skipped "$line") + 0))
 		total_recovered=$((total_recovered + $(field recovered "$line") + 0))
 		total_takeovers=$((total_takeovers + $(field takeovers "$line") + 0))
-		total_ebusy=$((total_ebusy + $(field ebusy_retried "$line") + 0))
 		((${lat:-0} > max_lat)) && max_lat=${lat:-0}
 		((${rec:-0} > worst_rec)) && worst_rec=${rec:-0}
 		for kv in $line; do
@@ -124,7 +121,6 @@ print_summary() { # SUMMARY_FILE
 	echo "lost:             $total_expl explained, $total_unexpl unexplained"
 	echo "duplicated:       $total_dup (re-delivered once after a consumer died before release: $total_redel)"
 	echo "reordered:        $total_reorder; checksum errors $total_bad"
-	((total_ebusy == 0)) || echo "spurious -EBUSY:  $total_ebusy role claims retried (--ebusy-retry)"
 	echo "max latency:      $((max_lat / 1000000)) ms (end to end, includes waits for restarted peers)"
 	echo "worst recovery:   $(awk "BEGIN{printf \"%.1f\", $worst_rec/1e6}") ms (limit 10000 ms under stress; tests/test_faults.sh holds 1000 ms)"
 }
@@ -135,7 +131,6 @@ profiles=sched,memory,aggressive
 fault_ms=150
 min_messages=0
 hugepages=1
-ebusy_retry=0
 keep_logs=
 report=
 orig_args=("$@")
@@ -149,7 +144,6 @@ while (($#)); do
 	--fault-ms) (($# >= 2)) || usage_error "--fault-ms needs a value"; fault_ms=$2; shift ;;
 	--min-messages) (($# >= 2)) || usage_error "--min-messages needs a value"; min_messages=$2; shift ;;
 	--no-hugepages) hugepages=0 ;;
-	--ebusy-retry) ebusy_retry=1 ;;
 	--keep-logs) (($# >= 2)) || usage_error "--keep-logs needs a value"; keep_logs=$2; shift ;;
 	--report) (($# >= 2)) || usage_error "--report needs a value"; report=$2; shift ;;
 	*) usage_error "unknown argument '$1'" ;;
@@ -280,7 +274,6 @@ for profile in "${profile_list[@]}"; do
 		# recovery and fails only a 10 s stall (a hang); the 1 s bound is held
 		# by tests/test_faults.sh, which kills without stress-ng.
 		args+=(--recovery-ms 10000)
-		((ebusy_retry == 0)) || args+=(--ebusy-retry)
 		stress=$(stress_args "$profile")
 		[[ -z $stress ]] || args+=(--stress "$stress")
 		log=$logdir/$label.log

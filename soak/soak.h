@@ -77,7 +77,6 @@ struct soak_prod {
 	_Alignas(64) _Atomic uint64_t done;   /* seqs below were pushed */
 	_Atomic uint64_t hi;     /* seqs in [done, hi) are in flight */
 	_Atomic uint64_t full;   /* pushes that found the ring full */
-	_Atomic uint64_t ebusy;  /* -EBUSY from a role claim, retried (--ebusy-retry) */
 	_Atomic uint32_t state;
 	_Atomic uint32_t retire; /* set by the supervisor: finish the push in hand, exit 0 */
 	uint32_t form;
@@ -91,7 +90,6 @@ struct soak_cons {
 	_Atomic uint64_t bad;        /* messages that failed the check (torn, garbage) */
 	_Atomic uint64_t max_lat_ns; /* largest end-to-end latency seen */
 	_Atomic uint64_t empty;      /* pops that found the ring empty */
-	_Atomic uint64_t ebusy;      /* -EBUSY from a role claim, retried (--ebusy-retry) */
 	_Atomic uint32_t state;
 	_Atomic uint32_t retire;
 	uint32_t form;
@@ -107,7 +105,6 @@ struct soak_ctl {
 	uint32_t nchunks;            /* chunks in the log */
 	int64_t deadline_ns;         /* CLOCK_MONOTONIC: peers give up after this */
 	uint32_t blocking;           /* the ring has SHMRING_F_BLOCKING */
-	uint32_t ebusy_retry;        /* peers retry a role claim's -EBUSY (counted) */
 	uint32_t pad0[8];
 	_Atomic uint32_t stop;       /* producers: finish the push in hand and exit */
 	_Atomic uint32_t drain;      /* consumers: pop to end of stream, then exit */

@@ -115,24 +115,6 @@ static inline void bump(_Atomic uint64_t *c, uint64_t by)
 			      memory_order_relaxed);
 }
 
-/*
- * -EBUSY from a role claim, when the run allows a retry (supervise
- * --ebusy-retry): the library can report a dead holder's role as held while
- * another process takes over the dead holder's participant entry
- * (soak/repro/role_takeover_ebusy.c). Counted; at most EBUSY_TRIES, 1 ms apart.
- */
-#define EBUSY_TRIES 2000u
-
-static bool ebusy_retry(_Atomic uint64_t *count)
-{
-	static unsigned tries;
-	if (!ctl->ebusy_retry || ++tries > EBUSY_TRIES)
-		return false;
-	bump(count, 1);
-	struct timespec ts = {0, 1000000};
-	nanosleep(&ts, NULL);
-	return true;
-}
 
 static int produce(struct shmring *r, uint32_t inst, enum soak_form form)
 {
@@ -184,8 +166,6 @@ static int produce(struct shmring *r, uint32_t inst, enum soak_form form)
 				continue;
 			rc = rc == 0 ? 1 : rc;
 		}
-		if (rc == -EBUSY && ebusy_retry(&rec->ebusy))
-			continue;
 		if (rc < 0) {
 			rec->last_err = rc;
 			die(PEER_EXIT_ERROR, "push", rc);
@@ -275,7 +255,6 @@ static int consume(struct shmring *r, uint32_t inst, enum soak_form form)
 	int rc;
 
 	atomic_store_explicit(&rec->state, ST_RUNNING, memory_order_relaxed);
-again:
 	while (!atomic_load_explicit(&rec->retire, memory_order_relaxed)) {
 		if ((++turn & DEADLINE_EVERY) == 0)
 			past_deadline();
@@ -337,8 +316,6 @@ again:
 	atomic_store_explicit(&rec->state, ST_EXITED, memory_order_release);
 	return 0;
 fail:
-	if (rc == -EBUSY && ebusy_retry(&rec->ebusy))
-		goto again;
 	rec->last_err = rc;
 	die(PEER_EXIT_ERROR, "pop", rc);
 	return PEER_EXIT_ERROR;

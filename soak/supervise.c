@@ -114,7 +114,6 @@ static struct {
 	uint64_t seed;
 	const char *summary;
 	const char *base;
-	bool ebusy_retry;
 	bool verbose;
 } opt = {
 	.capacity = 256, .msg_size = 64, .duration_s = 30, .faults = FM_MIXED, .fault_ms = 100,
@@ -144,8 +143,6 @@ static void usage(FILE *f)
 		"  --hang-s N                     no progress for N s while running is a hang (10)\n"
 		"  --log-gib G                    delivery log capacity (4 GiB = 512 Mi messages)\n"
 		"  --base /NAME                   name prefix of the run's shm objects (/shmring-soak-PID)\n"
-		"  --ebusy-retry                  peers retry a role claim's -EBUSY (counted, not failed):\n"
-		"                                 a stopgap for soak/repro/role_takeover_ebusy.c\n"
 		"  --label TEXT --seed N --summary FILE --verbose\n");
 }
 
@@ -260,8 +257,6 @@ static void parse_args(int argc, char **argv)
 			opt.peer = v;
 		} else if (ARG("--peer-kp")) {
 			opt.peer_kp = v;
-		} else if (strcmp(a, "--ebusy-retry") == 0) {
-			opt.ebusy_retry = true;
 		} else if (strcmp(a, "--verbose") == 0) {
 			opt.verbose = true;
 		} else {
@@ -725,7 +720,7 @@ static void reaped(pid_t pid, int status, int64_t now)
 		/*
 		 * -EBUSY on a role only one process holds: the supervisor starts a
 		 * replacement only after reaping its predecessor, so no other live
-		 * process of this role existed (soak/repro/role_takeover_ebusy.c).
+		 * process of this role existed (tests/test_role_handover.sh).
 		 */
 		bool exclusive = p->role == CONS ? opt.kind != SHMRING_MPMC : opt.kind == SHMRING_SPSC;
 		fail("%s #%u (pid %d) exited with status %d%s%s%s", role_name[p->role], p->inst, pid,
@@ -1312,7 +1307,6 @@ int main(int argc, char **argv)
 	ctl->msg_size = opt.msg_size;
 	ctl->nchunks = nchunks;
 	ctl->blocking = opt.blocking;
-	ctl->ebusy_retry = opt.ebusy_retry;
 	int64_t bound_s = (int64_t)opt.duration_s + 150;
 	ctl->deadline_ns = soak_now_ns() + bound_s * SEC;
 	atomic_store_explicit((_Atomic uint64_t *)&ctl->magic, SOAK_MAGIC, memory_order_release);
@@ -1695,15 +1689,6 @@ int main(int argc, char **argv)
 	       st.skipped, opt.kind != SHMRING_SPSC ? ac.skip_min : 0,
 	       opt.kind != SHMRING_SPSC ? ac.skip_max : 0, st.recovered, ac.rec_min, ac.rec_max,
 	       st.takeovers, st.futex_sleeps, st.futex_wakes, st.wait_timeouts);
-	uint64_t ebusy = 0;
-	for (uint32_t i = 0; i < ninst[PROD]; i++)
-		ebusy += ctl->prod[i].ebusy;
-	for (uint32_t i = 0; i < ninst[CONS]; i++)
-		ebusy += ctl->cons[i].ebusy;
-	if (opt.ebusy_retry)
-		printf("  -EBUSY:     %" PRIu64 " role claims got -EBUSY with no other live process in "
-		       "the role and were retried (--ebusy-retry; soak/repro/role_takeover_ebusy.c)\n",
-		       ebusy);
 	printf("  lost:       %" PRIu64 " explained (in flight at a producer's death: %" PRIu64
 	       " skipped + %" PRIu64 " never published + %" PRIu64 " at random kills; held by a "
 	       "killed consumer: %" PRIu64 ", of which %" PRIu64 " certain and at most %" PRIu64
@@ -1750,13 +1735,13 @@ int main(int argc, char **argv)
 				" lost_explained=%" PRIu64 " lost_unexplained=%" PRIu64 " dup=%" PRIu64
 				" redelivered=%" PRIu64 " reorder=%" PRIu64 " bad=%" PRIu64
 				" max_lat_ns=%" PRIu64 " worst_recovery_ns=%" PRId64 " worst_restart_ns=%" PRId64
-				" late=%" PRIu64 " ebusy_retried=%" PRIu64,
+				" late=%" PRIu64,
 				opt.label, opt.kind_name, nfail ? "FAIL" : "PASS", secs, ac.received,
 				kills_random + kills_point, kills_random, kills_point, st.skipped,
 				st.recovered, st.takeovers,
 				ac.lost_skipped + ac.lost_unsent + ac.lost_prod_random + lost_cons,
 				unexplained, ac.dup, ac.redelivered, ac.reorder, ac.bad, lat_max, worst,
-				worst_wait, late, ebusy);
+				worst_wait, late);
 			for (int pt = 0; pt < NPOINTS; pt++)
 				fprintf(f, " pk_%s=%" PRIu64, point_name[pt],
 					point_kills[PROD][pt] + point_kills[CONS][pt]);

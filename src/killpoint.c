@@ -5,9 +5,12 @@
  *
  * Built only with -DSHMRING_KILL_POINTS (make SAN=killpoints). The variable
  * SHMRING_KILL_AT="point:N" makes the N-th pass through that point (counted
- * in this process) raise SIGKILL. Points: push_claimed, push_mid_copy,
- * push_before_publish, push_after_publish, pop_claimed, pop_mid_copy,
- * pop_before_release, pop_after_release, wait_sleeping.
+ * in this process) raise SIGKILL, or SIGSTOP when SHMRING_KILL_SIGNAL=STOP
+ * (the test holds the process there and decides what comes next). Points:
+ * push_claimed, push_mid_copy, push_before_publish, push_after_publish,
+ * pop_claimed, pop_mid_copy, pop_before_release, pop_after_release,
+ * wait_sleeping, join_locked (a handle attaching has locked a dead
+ * participant's entry and not yet released its roles).
  */
 #include "internal.h"
 
@@ -18,7 +21,7 @@
 
 static char kp_name[64];
 static unsigned long kp_at, kp_count;
-static int kp_parsed;
+static int kp_parsed, kp_signal = SIGKILL;
 
 void kill_point(const char *name)
 {
@@ -29,9 +32,16 @@ void kill_point(const char *name)
 			memcpy(kp_name, env, (size_t)(colon - env));
 			kp_at = strtoul(colon + 1, NULL, 10);
 		}
-		kp_parsed = 1;
+		const char *sig = getenv("SHMRING_KILL_SIGNAL");
+		if (sig && strcmp(sig, "STOP") == 0)
+			kp_signal = SIGSTOP;
+		/*
+		 * Parsed for good once the variable is there: a process may pass a
+		 * point (join_locked, in its attach) before it is told its own.
+		 */
+		kp_parsed = env != NULL;
 	}
 	if (kp_at && strcmp(name, kp_name) == 0 && ++kp_count == kp_at)
-		raise(SIGKILL);
+		raise(kp_signal);
 }
 #endif

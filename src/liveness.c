@@ -33,6 +33,22 @@
  * cannot join under that id and have its fresh claims or role taken by a
  * recoverer that decided "dead" a moment earlier. Recovery CASes the exact
  * word it found, so a racing recoverer or a claim that moved on is left alone.
+ *
+ * Transitions. A participant byte is held by a live participant, or for a
+ * moment by a process that is taking it over: a joiner (between locking a
+ * dead entry and releasing that entry's roles), a recoverer or a role
+ * claimant (between deciding "dead" and letting go). To a role claimant that
+ * finds the holder's byte locked, the two look alike, and calling the second
+ * "live" was a spurious -EBUSY. So every such transition also holds a shared
+ * (read) lock on the TRANSITION byte (SHMRING_LOCK_BASE - 2) from before it
+ * locks a participant byte not its own until after it has released the dead
+ * entry's roles. A claimant that sees the holder's byte locked, then sees no
+ * transition in progress, then reads the role word unchanged, knows the
+ * holder is live: a transition that held the byte has ended and would have
+ * moved the role word, so a role word naming that id again was claimed by the
+ * live participant that holds the id now. A transition seen in progress is
+ * waited for, for at most ROLE_SETTLE_NS (a joiner stopped in the middle).
+ * The kernel drops the read lock of a transition that dies.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +57,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -51,8 +68,10 @@
 #define STUCK_EVERY 64
 /* Attempts at a role word before a peer that keeps rewriting it is called corrupt. */
 #define ROLE_TRIES 1024
-/* Yields while a role's holder entry may be changing hands, before -EBUSY. */
-#define ROLE_SETTLE_TRIES 200
+/* How long a role claim waits for transitions in progress before -EBUSY. */
+#define ROLE_SETTLE_NS 1000000000LL
+/* The byte whose read locks mark transitions in progress (see above). */
+#define TRANSITION_BYTE (SHMRING_LOCK_BASE - 2)
 
 static off_t lock_byte(uint32_t id)
 {
@@ -64,20 +83,52 @@ static off_t lock_byte(uint32_t id)
  * part_unlock, nobody can join that entry, so its claims and roles can be
  * released without robbing a live newcomer who reused the id (review A1/A2).
  */
+/*
+ * Mark (or unmark) a transition of this handle's: a read lock on the
+ * TRANSITION byte. A handle is used by one thread at a time, so these never
+ * nest. Taking it may wait (F_OFD_SETLKW) only behind a claimant's probe,
+ * which holds nothing: in practice it does not wait. On failure the
+ * transition goes on unmarked: a claimant may then see a spurious -EBUSY,
+ * nothing worse.
+ */
+static void transition_mark(const struct shmring *r, bool on)
+{
+	struct flock fl = {.l_type = on ? F_RDLCK : F_UNLCK, .l_whence = SEEK_SET,
+			   .l_start = (off_t)TRANSITION_BYTE, .l_len = 1};
+	while (fcntl(r->fd, on ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0 && errno == EINTR)
+		;
+}
+
+/* Whether another handle is in a transition now. */
+static bool transition_seen(const struct shmring *r)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+			   .l_start = (off_t)TRANSITION_BYTE, .l_len = 1};
+	if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0)
+		return true; /* cannot tell: wait as if there were one */
+	return fl.l_type != F_UNLCK;
+}
+
 static bool part_lock_dead(const struct shmring *r, uint32_t id)
 {
 	if (id == 0 || id > SHMRING_PARTICIPANTS_MAX || id == r->owner)
 		return false;
+	transition_mark(r, true);
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
 			   .l_len = 1};
-	return fcntl(r->fd, F_OFD_SETLK, &fl) == 0;
+	if (fcntl(r->fd, F_OFD_SETLK, &fl) == 0)
+		return true;
+	transition_mark(r, false);
+	return false;
 }
 
+/* Let go of a byte taken by part_lock_dead (the dead entry's roles released). */
 static void part_unlock(const struct shmring *r, uint32_t id)
 {
 	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
 			   .l_len = 1};
 	(void)fcntl(r->fd, F_OFD_SETLK, &fl);
+	transition_mark(r, false);
 }
 
 bool part_alive(const struct shmring *r, uint32_t id)
@@ -228,13 +279,16 @@ void handle_track(struct shmring *r, bool add)
 int part_join(struct shmring *r)
 {
 	struct shmring_hdr *h = r->hdr;
+	transition_mark(r, true);
 	for (uint32_t i = 0; i < SHMRING_PARTICIPANTS_MAX; i++) {
 		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
 				   .l_start = lock_byte(i + 1), .l_len = 1};
 		if (fcntl(r->fd, F_OFD_SETLK, &fl) != 0) {
 			if (errno == EAGAIN || errno == EACCES)
 				continue; /* a live participant holds it */
-			return err_sys("cannot lock participant byte of ring %s", r->name);
+			int rc = err_sys("cannot lock participant byte of ring %s", r->name);
+			transition_mark(r, false);
+			return rc;
 		}
 		/*
 		 * Ours now. An entry still in use belonged to a process that died:
@@ -243,14 +297,17 @@ int part_join(struct shmring *r)
 		 */
 		r->owner = i + 1;
 		if (atomic_load_explicit(&h->part[i].state, memory_order_acquire)) {
+			KILL_POINT("join_locked");
 			release_roles(r, r->owner);
 			release_claims(r, r->owner);
 		}
 		atomic_store_explicit(&h->part[i].pid, (int32_t)getpid(), memory_order_relaxed);
 		atomic_store_explicit(&h->part[i].roles, 0, memory_order_relaxed);
 		atomic_store_explicit(&h->part[i].state, 1, memory_order_release);
+		transition_mark(r, false);
 		return 0;
 	}
+	transition_mark(r, false);
 	return err_set(-ENOSPC, "ring %s: all %d participant entries are held by live processes",
 		       r->name, SHMRING_PARTICIPANTS_MAX);
 }
@@ -267,20 +324,37 @@ void part_leave(struct shmring *r)
 	r->owner = 0;
 }
 
+/* What a claimant that found the holder's byte locked learns (role_settle). */
+enum settle { ROLE_MOVED, ROLE_LIVE, ROLE_STALLED };
+
 /*
- * The holder's lock is held, but perhaps by a newcomer that has just taken
- * over the dead holder's entry and is about to release its roles (part_join
- * does that first thing). Give it a bounded moment: true if the role word
- * changed, so the claim looks again instead of failing with -EBUSY.
+ * The holder's byte was seen locked. ROLE_MOVED when the role word has moved
+ * (the claim looks again), ROLE_LIVE when the holder is live: no transition
+ * in progress and the word unchanged (the reasoning is in the block comment
+ * at the top). Waits for transitions for at most ROLE_SETTLE_NS, then
+ * ROLE_STALLED (a joiner or recoverer stopped in the middle).
  */
-static bool role_moved(atomic_u32 *role, uint32_t cur)
+static enum settle role_settle(atomic_u32 *role, uint32_t cur, const struct shmring *r)
 {
-	for (int i = 0; i < ROLE_SETTLE_TRIES; i++) {
+	int64_t deadline = 0;
+	for (unsigned spins = 0;; spins++) {
+		bool busy = transition_seen(r);
 		if (atomic_load_explicit(role, memory_order_acquire) != cur)
-			return true;
-		sched_yield();
+			return ROLE_MOVED;
+		if (!busy)
+			return ROLE_LIVE;
+		int64_t now = mono_ns();
+		if (!deadline)
+			deadline = now + ROLE_SETTLE_NS;
+		else if (now > deadline)
+			return ROLE_STALLED;
+		if (spins < 64) {
+			sched_yield();
+		} else {
+			struct timespec ts = {0, 100000};
+			nanosleep(&ts, NULL);
+		}
 	}
-	return false;
 }
 
 /* Claim a role word, or take it over from a dead holder. */
@@ -303,16 +377,31 @@ static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 		 * it means it is dead and nobody can rejoin under its id until we let
 		 * go, so the CAS cannot take a role a newcomer just claimed.
 		 */
-		if (!part_lock_dead(r, cur)) {
-			if (role_moved(role, cur)) {
+		bool locked = part_lock_dead(r, cur);
+		enum settle st = ROLE_LIVE;
+		if (!locked) {
+			st = role_settle(role, cur, r);
+			if (st == ROLE_MOVED) {
 				/* Released by a newcomer that took over the holder's entry. */
 				cur = atomic_load_explicit(role, memory_order_acquire);
 				continue;
 			}
+			/*
+			 * Live, unless what held the byte was a transition that died
+			 * since: then the byte is free now. One more look settles it.
+			 */
+			locked = part_lock_dead(r, cur);
+		}
+		if (!locked) {
 			int pid = cur <= SHMRING_PARTICIPANTS_MAX
 					  ? atomic_load_explicit(&r->hdr->part[cur - 1].pid,
 								 memory_order_relaxed)
 					  : 0;
+			if (st == ROLE_STALLED)
+				return err_set(-EBUSY, "ring %s: the %s role's holder (process %d) "
+					       "may be dead, but a process joining or recovering "
+					       "the ring has not finished within 1 s (stopped?)",
+					       r->name, what, pid);
 			return err_set(-EBUSY, "ring %s: the %s role is held by live process %d",
 				       r->name, what, pid);
 		}

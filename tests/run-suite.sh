@@ -158,10 +158,8 @@ else
 	if [ -x soak/build.sh ]; then
 		make -s -j"$jobs" SAN=killpoints lib
 		soak/build.sh
-		# Known open defect (reliability issue): a role claimant can still get a
-		# spurious -EBUSY while a dead holder's entry changes hands. The peers
-		# retry such a claim (counted and printed) instead of failing the run.
-		run_script fault_injection 600 env FAULTS_EBUSY_RETRY=1 tests/test_faults.sh
+		run_script fault_injection 600 tests/test_faults.sh
+		run_script role_handover 120 tests/test_role_handover.sh
 		run_script leaks 300 tests/test_leaks.sh
 		run_script soak_short 600 soak/run.sh --duration 120
 	fi

@@ -23,10 +23,7 @@
 # (each supervisor also has its own alarm, and timeout(1) is around it).
 #
 # Environment: SOAK_BUILD (default build/soak), FAULTS_SECONDS (default 15
-# per case), FAULTS_MS (default 40: mean time between faults),
-# FAULTS_EBUSY_RETRY=1 (peers retry and count a spurious -EBUSY on a role
-# claim instead of failing: a stopgap while soak/repro/role_takeover_ebusy.c
-# is open).
+# per case), FAULTS_MS (default 40: mean time between faults).
 set -euo pipefail
 
 usage() {
@@ -42,8 +39,6 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 secs=${FAULTS_SECONDS:-15}
 fault_ms=${FAULTS_MS:-40}
-extra=()
-[[ ${FAULTS_EBUSY_RETRY:-0} == 1 ]] && extra+=(--ebusy-retry)
 work=
 case_pid=
 cleanup() {
@@ -78,7 +73,7 @@ run_case() {
 		--duration "$secs" --fault-ms "$fault_ms" --min-kills 30 --recovery-ms 1000 \
 		--hang-s 10 --peer "$bin/soakpeer" --peer-kp "$bin/soakpeer-kp" --label "$label" \
 		--kp-max 2000 --arm-timeout-ms 2000 --log-gib 1 --summary "$summary" \
-		--base "/shmring-faults-$$-$label" ${extra[@]+"${extra[@]}"} "$@" >"$log" 2>&1 &
+		--base "/shmring-faults-$$-$label" "$@" >"$log" 2>&1 &
 	case_pid=$!
 	wait "$case_pid" || rc=$?
 	case_pid=
@@ -103,7 +98,7 @@ run_case mpmc-random mpmc random --blocking
 
 # Coverage over all cases: kills, and every named point hit at least once.
 field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
-kills=0 random=0 point=0 expl=0 unexpl=0 dup=0 redel=0 reorder=0 bad=0 moved=0 worst=0 ebusy=0
+kills=0 random=0 point=0 expl=0 unexpl=0 dup=0 redel=0 reorder=0 bad=0 moved=0 worst=0
 declare -A pk=()
 while read -r line; do
 	kills=$((kills + $(field kills "$line")))
@@ -116,7 +111,6 @@ while read -r line; do
 	reorder=$((reorder + $(field reorder "$line")))
 	bad=$((bad + $(field bad "$line")))
 	moved=$((moved + $(field moved "$line")))
-	ebusy=$((ebusy + $(field ebusy_retried "$line")))
 	w=$(field worst_recovery_ns "$line")
 	((w > worst)) && worst=$w
 	for kv in $line; do
@@ -143,7 +137,6 @@ echo "$line"
 echo "lost: $expl explained (in-flight messages of killed processes), $unexpl unexplained"
 echo "duplicated: $dup (re-delivered once to a successor after a consumer died before release: $redel)"
 echo "reordered: $reorder; checksum errors: $bad"
-[[ ${FAULTS_EBUSY_RETRY:-0} != 1 ]] || echo "spurious -EBUSY on a role claim, retried: $ebusy"
 echo "worst recovery after a death: $(awk "BEGIN{printf \"%.1f\", $worst/1e6}") ms (limit 1000 ms)"
 if ((kills >= 200 && ${#missing_points[@]} == 0)); then
 	echo "PASS: coverage ($kills kills >= 200, all 9 named points hit)"

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# test_role_handover.sh - an SPSC/MPSC role whose holder died changes hands
+# while another process is joining in the dead holder's participant entry.
+#
+# The newcomer runs tests/role_handover.c against the kill-point library,
+# stopped (SIGSTOP) at join_locked: it holds the dead entry's lock byte and
+# has not yet released the entry's roles, so to a claimant the role looks
+# held by a live process. For each of spsc and mpsc:
+#   continued     the newcomer is let go after 0.3 s: the claimant waits for
+#                 it and gets the role (no -EBUSY).
+#   stopped       the newcomer stays stopped: the claimant gets -EBUSY after
+#                 about 1 s (bounded, not a hang); then the newcomer is killed
+#                 mid-join and a new claimant takes the role over.
+#   live holder   while a live process holds the role, a claimant gets -EBUSY
+#                 at once (under 200 ms: no waiting when nobody is joining).
+# The last line is "N passed, N failed".
+set -euo pipefail
+case ${1:-} in
+-h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
+esac
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+make -s SAN=killpoints lib >/dev/null
+work=$(mktemp -d "${TMPDIR:-/tmp}/shmring-handover.XXXXXX")
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -f /dev/shm/shmring-handover-$$-* 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+prog=$work/role_handover
+cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude tests/role_handover.c \
+	build-kp/libshmring.a -lhugetlbfs -lpthread -o "$prog"
+pass=0
+fail=0
+ok() { echo "PASS $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+
+# state PID: its /proc state letter (T when stopped), or "gone".
+state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null || echo gone; }
+wait_state() { # PID LETTER: wait up to 5 s
+	for _ in $(seq 100); do [[ $(state "$1") == "$2" ]] && return 0; sleep 0.05; done
+	return 1
+}
+# start_ring NAME KIND: the creator, once its holder is dead; sets creator.
+start_ring() {
+	rm -f "$work/stop"
+	"$prog" create "$1" "$2" "$work/stop" >"$work/create.out" 2>&1 &
+	creator=$!
+	pids+=("$creator")
+	for _ in $(seq 100); do grep -q ready "$work/create.out" && return 0; sleep 0.05; done
+	cat "$work/create.out"
+	return 1
+}
+stop_ring() { touch "$work/stop"; wait "$creator" || true; }
+# newcomer NAME: an attach stopped at join_locked; sets newc.
+newcomer() {
+	SHMRING_KILL_AT=join_locked:1 SHMRING_KILL_SIGNAL=STOP "$prog" attach "$1" >/dev/null 2>&1 &
+	newc=$!
+	pids+=("$newc")
+	wait_state "$newc" T
+}
+ms_of() { sed -n 's/^rc=[-0-9]* ms=\([0-9.]*\).*/\1/p' "$1" | head -1; }
+
+for kind in spsc mpsc; do
+	name=/shmring-handover-$$-$kind-1
+	start_ring "$name" "$kind" || { bad "$kind: ring set-up"; continue; }
+	if newcomer "$name"; then
+		"$prog" pop "$name" >"$work/pop.out" 2>&1 &
+		claimant=$!
+		sleep 0.3
+		kill -CONT "$newc"
+		if wait "$claimant"; then
+			ok "$kind continued: the claimant waited for the joiner and got the role ($(head -1 "$work/pop.out"))"
+		else
+			bad "$kind continued: $(cat "$work/pop.out")"
+		fi
+		wait "$newc" || true
+	else
+		bad "$kind continued: the newcomer did not stop at join_locked (state $(state "$newc"))"
+	fi
+	stop_ring
+
+	name=/shmring-handover-$$-$kind-2
+	start_ring "$name" "$kind" || { bad "$kind: ring set-up"; continue; }
+	if newcomer "$name"; then
+		rc=0
+		timeout 10 "$prog" pop "$name" >"$work/pop.out" 2>&1 || rc=$?
+		ms=$(ms_of "$work/pop.out")
+		if [[ $rc == 1 ]] && awk -v m="${ms:-0}" 'BEGIN { exit !(m >= 900 && m < 3000) }'; then
+			ok "$kind stopped: -EBUSY after $ms ms while the joiner stays stopped"
+		else
+			bad "$kind stopped: exit $rc, $(cat "$work/pop.out")"
+		fi
+		kill -KILL "$newc"
+		wait "$newc" 2>/dev/null || true
+		rc=0
+		timeout 10 "$prog" pop "$name" >"$work/pop.out" 2>&1 || rc=$?
+		if [[ $rc == 0 ]]; then
+			ok "$kind stopped, then killed mid-join: the role is taken over ($(head -1 "$work/pop.out"))"
+		else
+			bad "$kind killed mid-join: exit $rc, $(cat "$work/pop.out")"
+		fi
+	else
+		bad "$kind stopped: the newcomer did not stop at join_locked"
+	fi
+
+	"$prog" pop "$name" 3000 >"$work/holder.out" 2>&1 &
+	live=$!
+	pids+=("$live")
+	for _ in $(seq 100); do grep -q claimed "$work/holder.out" && break; sleep 0.05; done
+	rc=0
+	timeout 10 "$prog" pop "$name" >"$work/pop.out" 2>&1 || rc=$?
+	ms=$(ms_of "$work/pop.out")
+	if [[ $rc == 1 ]] && awk -v m="${ms:-9999}" 'BEGIN { exit !(m < 200) }'; then
+		ok "$kind live holder: -EBUSY in $ms ms"
+	else
+		bad "$kind live holder: exit $rc, $(cat "$work/pop.out")"
+	fi
+	kill -KILL "$live" 2>/dev/null || true
+	wait "$live" 2>/dev/null || true
+	stop_ring
+done
+echo "$pass passed, $fail failed"
+[[ $fail == 0 ]]
