@@ -58,6 +58,9 @@ static uint64_t help_limit(const struct shmring *r)
  */
 #define CAS_LOSS_LIMIT (1u << 16)
 
+/* How many positions ahead a producer prefetches (for writing) the slot it will claim. */
+#define MP_PREFETCH 4
+
 static int corrupt(const struct shmring *r, uint64_t pos, uint64_t w)
 {
 	return err_set(-EBADMSG, "ring %s: slot of position %llu has inconsistent state word %#llx",
@@ -95,6 +98,13 @@ int mp_claim(struct shmring *r, uint64_t *pos, bool move_hint)
 				uint64_t expect = t;
 				cas_relaxed64(&h->tail, &expect, t + 1);
 			}
+			/*
+			 * The claim CAS of a later push would stall on a line the
+			 * consumer freed on its core (a remote miss, serialised by the
+			 * locked instruction): ask for it in exclusive state now.
+			 */
+			__builtin_prefetch(slot_at(r, t + MP_PREFETCH), 1, 3);
+			__builtin_prefetch(slot_word(r, t + MP_PREFETCH), 1, 3);
 			*pos = t;
 			return 0;
 		}
