@@ -276,10 +276,11 @@ struct tb_end {
 	uint64_t pos;    /* producer: tail; consumer: head */
 	uint64_t cache;  /* producer: last head seen; consumer: last tail seen */
 	uint32_t mask, size, stride;
+	bool seq;        /* the slot-sequence variant (an experiment, see textbook.c) */
 };
-size_t tb_bytes(uint32_t size, uint32_t capacity);
+size_t tb_bytes(uint32_t size, uint32_t capacity, bool seq);
 void tb_init(struct tb_ring *r);
-void tb_end_init(struct tb_end *e, struct tb_ring *r, uint32_t size, uint32_t capacity);
+void tb_end_init(struct tb_end *e, struct tb_ring *r, uint32_t size, uint32_t capacity, bool seq);
 int tb_push(struct tb_end *e, const void *msg);
 int tb_pop(struct tb_end *e, void *msg);
 

@@ -70,7 +70,7 @@ static void usage(FILE *f)
 "                      rows cut short say so (default 0: no limit)\n"
 "  --row-timeout S     seconds after which a row's processes are killed and the row is\n"
 "                      reported as failed (default 60; keep it above 3 x --budget)\n"
-"  --rows LIST         run only these groups: phys, textbook, spsc, mpsc, mpmc, batch,\n"
+"  --rows LIST         run only these groups: phys, textbook, seqslot, spsc, mpsc, mpmc, batch,\n"
 "                      zerocopy, hugepage, blocking, pipe, unix, tcp, mq, eventfd,\n"
 "                      futex; or rings (textbook..zerocopy), ipc (pipe..futex),\n"
 "                      all (default)\n"
@@ -332,7 +332,7 @@ static int g_nrows;
 
 static bool group_selected(const char *group)
 {
-	static const char *ring_groups[] = {"textbook", "spsc", "mpsc", "mpmc", "batch", "zerocopy",
+	static const char *ring_groups[] = {"textbook", "seqslot", "spsc", "mpsc", "mpmc", "batch", "zerocopy",
 					    NULL};
 	static const char *ipc_groups[] = {"pipe", "unix", "tcp", "mq", "eventfd", "futex", NULL};
 	char buf[512];
@@ -353,7 +353,7 @@ static bool group_selected(const char *group)
 
 static bool known_group(const char *g)
 {
-	static const char *all[] = {"phys", "textbook", "spsc", "mpsc", "mpmc", "batch", "zerocopy",
+	static const char *all[] = {"phys", "textbook", "seqslot", "spsc", "mpsc", "mpmc", "batch", "zerocopy",
 				    "hugepage",
 				    "blocking", "pipe", "unix", "tcp", "mq", "eventfd", "futex",
 				    "rings", "ipc", "all", NULL};
@@ -429,6 +429,7 @@ static void build_rows(void)
 	for (int i = 0; i < g_opt.nsizes; i++) {
 		uint32_t s = g_opt.sizes[i];
 		add_row("textbook", "textbook spsc", "", s, &textbook_ops, 0, false, 1, 1);
+		add_row("seqslot", "slot-seq spsc", "", s, &textbook_ops, 1, false, 1, 1);
 		add_row("spsc", "shmring spsc", "spin", s, &shmring_spin_ops,
 			RING_PARAM(SHMRING_SPSC, 0), false, 1, 1);
 		add_row("mpsc", "shmring mpsc", "spin", s, &shmring_spin_ops,

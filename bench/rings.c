@@ -199,14 +199,15 @@ static int tb_setup(struct plan *p)
 	if (!tp)
 		return -ENOMEM;
 	p->state = tp;
-	tp->one = (tb_bytes(p->size, g_opt.capacity) + 4095) / 4096 * 4096;
+	tp->one = (tb_bytes(p->size, g_opt.capacity, p->param) + 4095) / 4096 * 4096;
 	tp->len = 2 * tp->one;
 	tp->mem = shared_alloc(tp->len);
 	if (!tp->mem)
 		return -ENOMEM;
 	for (int c = 0; c < 2; c++)
 		tb_init((struct tb_ring *)((char *)tp->mem + c * tp->one));
-	snprintf(p->row->mode, sizeof(p->row->mode), "spin, anon shm 4k");
+	snprintf(p->row->mode, sizeof(p->row->mode), "spin, anon shm 4k%s",
+		 p->param ? ", seq word per slot" : "");
 	return 0;
 }
 
@@ -225,7 +226,7 @@ static int tb_worker_init(struct worker *w)
 	struct tb_parent *tp = w->plan->state;
 	for (int c = 0; c < 2; c++)
 		tb_end_init(&g_tb[c], (struct tb_ring *)((char *)tp->mem + c * tp->one), w->plan->size,
-			    g_opt.capacity);
+			    g_opt.capacity, w->plan->param);
 	return 0;
 }
 

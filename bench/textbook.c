@@ -12,6 +12,14 @@
  * The consumer's release store of head (C2) pairs with the producer's acquire
  * load (P2): a slot is read before it is overwritten. Indices run free and
  * are masked on access; tail - head is the count.
+ *
+ * The slot-sequence variant (row "slot-seq spsc", group seqslot) is an
+ * experiment, not a reference: each slot starts with a word that the
+ * producer sets to position + 1 with release after the message bytes, and
+ * the consumer polls that word instead of tail, so that in a nearly empty
+ * ring it never pulls the producer's index line away (the producer still
+ * stores tail, as a ring that offers size() must). It measures how much of
+ * the textbook's streaming cost is the fight over the tail line.
  */
 #include "bench.h"
 
@@ -22,15 +30,16 @@ struct tb_ring {
 };
 
 /* Slots aligned as shmring aligns its own: 64 bytes for multiples of 64, else 16. */
-static uint32_t stride_of(uint32_t size)
+static uint32_t stride_of(uint32_t size, bool seq)
 {
 	uint32_t a = size % 64 == 0 ? 64 : 16;
+	size += seq ? 8 : 0;
 	return (size + a - 1) / a * a;
 }
 
-size_t tb_bytes(uint32_t size, uint32_t capacity)
+size_t tb_bytes(uint32_t size, uint32_t capacity, bool seq)
 {
-	return sizeof(struct tb_ring) + (size_t)stride_of(size) * capacity;
+	return sizeof(struct tb_ring) + (size_t)stride_of(size, seq) * capacity;
 }
 
 void tb_init(struct tb_ring *r)
@@ -39,13 +48,41 @@ void tb_init(struct tb_ring *r)
 	atomic_init(&r->head, 0);
 }
 
-void tb_end_init(struct tb_end *e, struct tb_ring *r, uint32_t size, uint32_t capacity)
+void tb_end_init(struct tb_end *e, struct tb_ring *r, uint32_t size, uint32_t capacity, bool seq)
 {
-	*e = (struct tb_end){.r = r, .mask = capacity - 1, .size = size, .stride = stride_of(size)};
+	*e = (struct tb_end){.r = r, .mask = capacity - 1, .size = size,
+			     .stride = stride_of(size, seq), .seq = seq};
+}
+
+static int seq_push(struct tb_end *e, const void *msg)
+{
+	if (e->pos - e->cache > e->mask) {
+		e->cache = atomic_load_explicit(&e->r->head, memory_order_acquire);
+		if (e->pos - e->cache > e->mask)
+			return -EAGAIN;
+	}
+	unsigned char *s = e->r->slots + (size_t)(e->pos & e->mask) * e->stride;
+	memcpy(s + 8, msg, e->size);
+	e->pos++;
+	atomic_store_explicit((_Atomic uint64_t *)(void *)s, e->pos, memory_order_release);
+	atomic_store_explicit(&e->r->tail, e->pos, memory_order_relaxed);
+	return 0;
+}
+
+static int seq_pop(struct tb_end *e, void *msg)
+{
+	unsigned char *s = e->r->slots + (size_t)(e->pos & e->mask) * e->stride;
+	if (atomic_load_explicit((_Atomic uint64_t *)(void *)s, memory_order_acquire) != e->pos + 1)
+		return -EAGAIN;
+	memcpy(msg, s + 8, e->size);
+	atomic_store_explicit(&e->r->head, ++e->pos, memory_order_release);
+	return 0;
 }
 
 int tb_push(struct tb_end *e, const void *msg)
 {
+	if (e->seq)
+		return seq_push(e, msg);
 	if (e->pos - e->cache > e->mask) {
 		e->cache = atomic_load_explicit(&e->r->head, memory_order_acquire); /* P2 */
 		if (e->pos - e->cache > e->mask)
@@ -58,6 +95,8 @@ int tb_push(struct tb_end *e, const void *msg)
 
 int tb_pop(struct tb_end *e, void *msg)
 {
+	if (e->seq)
+		return seq_pop(e, msg);
 	if (e->pos == e->cache) {
 		e->cache = atomic_load_explicit(&e->r->tail, memory_order_acquire); /* C1 */
 		if (e->pos == e->cache)
