@@ -130,11 +130,13 @@ bench-smoke: lib $(BENCH)
 	bench/run.sh --quick
 
 # Soak: producers and consumers under stress-ng with kills (soak/run.sh;
-# DURATION= seconds, default 600).
+# DURATION= seconds, default 600), then the long leak check (10^4
+# create/attach/close/unlink cycles with kills, tests/test_leaks.sh --long).
 soak: deps all
 	$(MAKE) SAN=killpoints lib
 	soak/build.sh
 	soak/run.sh $(if $(DURATION),--duration $(DURATION))
+	tests/test_leaks.sh --long
 
 # Fuzz the attach path (fuzz/run.sh; SECONDS= default 60).
 fuzz: deps

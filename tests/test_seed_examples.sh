@@ -25,6 +25,15 @@ else
 fi
 ring_name=market_data_feed # the seed's "/market_data_feed"
 ring_file=/dev/shm/$ring_name
+# The shmring command removes the ring with its hugetlbfs slot file, which a
+# plain rm of the /dev/shm file would leave behind when hugepages are mounted.
+cli=${BUILD:-build}/shmring
+remove_ring() {
+	if [[ -x $cli ]]; then
+		"$cli" rm --force "/$ring_name" >/dev/null 2>&1 || true
+	fi
+	rm -f "$ring_file"
+}
 wait_s=20
 kill_grace_s=5
 
@@ -50,7 +59,7 @@ cleanup() {
 	stop_pid "$feed_pid"
 	proc_pid=''
 	feed_pid=
-	rm -f "$ring_file"
+	remove_ring
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -82,7 +91,7 @@ done
 # A ring left by an earlier run that was killed would make the create fail.
 if [[ -e $ring_file ]]; then
 	echo "note: removing $ring_file left by an earlier run"
-	rm -f "$ring_file"
+	remove_ring
 fi
 
 # The processor's stdout is a file: line-buffer it so its progress shows now
@@ -119,5 +128,11 @@ if [[ -e $ring_file ]]; then
 	echo "0 passed, 1 failed"
 	exit 1
 fi
+while read -r _ mnt fstype _; do
+	[[ $fstype == hugetlbfs && -e $mnt/shmring.$ring_name ]] || continue
+	echo "FAIL seed_examples: $mnt/shmring.$ring_name (its hugetlbfs slot file) still there"
+	echo "0 passed, 1 failed"
+	exit 1
+done </proc/mounts
 echo "PASS seed_examples"
 echo "1 passed, 0 failed"
