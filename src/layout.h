@@ -113,7 +113,11 @@ struct shmring_notify_reg {
  * read from here: the handle holds an OFD write lock on byte
  * SHMRING_LOCK_BASE + index of the ring's file, which the kernel drops when
  * the process dies (PIDs are reused and differ across namespaces). pid is
- * what a person sees; roles record what the handle has done.
+ * what a person sees; roles record what the handle has done. The lock bytes
+ * are part of the ABI like the layout: SHMRING_LOCK_BASE - 1 is held (write)
+ * while a ring is created or reclaimed (ring.c), SHMRING_LOCK_BASE - 2 is
+ * held shared by every join, recovery or role takeover in progress
+ * (liveness.c, "Transitions").
  */
 #define SHMRING_PARTICIPANTS_MAX 47
 #define SHMRING_LOCK_BASE (INT64_C(1) << 40) /* lock bytes lie past any file's end */
