@@ -20,6 +20,39 @@
 
 #include "internal.h"
 
+/*
+ * Copy k messages between a caller's array and the slots from position pos
+ * on. When the slots are packed (stride == message size) that is at most two
+ * memcpy calls, one each side of the wrap, instead of k: a batch of small
+ * messages then costs one streaming copy, not k calls.
+ */
+static void copy_batch(const struct shmring *r, uint64_t pos, unsigned char *user, unsigned k,
+		       bool to_ring)
+{
+	size_t sz = r->msg_size;
+	if (r->slot_size != sz) {
+		if (to_ring)
+			for (unsigned i = 0; i < k; i++)
+				memcpy(slot_at(r, pos + i), user + (size_t)i * sz, sz);
+		else
+			for (unsigned i = 0; i < k; i++)
+				memcpy(user + (size_t)i * sz, slot_at(r, pos + i), sz);
+		return;
+	}
+	uint64_t room = r->capacity - (pos & r->mask);
+	unsigned first = k < room ? k : (unsigned)room;
+	size_t a = (size_t)first * sz, b = (size_t)(k - first) * sz;
+	if (to_ring) {
+		memcpy(slot_at(r, pos), user, a);
+		if (b)
+			memcpy(slot_at(r, pos + first), user + a, b);
+	} else {
+		memcpy(user, slot_at(r, pos), a);
+		if (b)
+			memcpy(user + a, slot_at(r, pos + first), b);
+	}
+}
+
 static unsigned spsc_free_slots(struct shmring *r, unsigned want, int *err)
 {
 	struct shmring_hdr *h = r->hdr;
@@ -109,8 +142,7 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 			return err;
 		if (k == 0)
 			return -EAGAIN;
-		for (unsigned i = 0; i < k; i++)
-			memcpy(slot_at(r, r->p_tail + i), src + (size_t)i * r->msg_size, r->msg_size);
+		copy_batch(r, r->p_tail, (unsigned char *)(uintptr_t)src, k, true);
 		r->p_tail += k;
 		store_release64(&r->hdr->tail, r->p_tail); /* P1, pairs with C1: once per batch */
 	} else {
@@ -148,8 +180,7 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 			return err;
 		if (k == 0)
 			return -EAGAIN;
-		for (unsigned i = 0; i < k; i++)
-			memcpy(dst + (size_t)i * r->msg_size, slot_at(r, r->c_head + i), r->msg_size);
+		copy_batch(r, r->c_head, dst, k, false);
 		r->c_head += k;
 		store_release64(&r->hdr->head, r->c_head); /* C2, pairs with P2: once per batch */
 	} else if (r->kind == SHMRING_MPSC) {

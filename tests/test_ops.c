@@ -306,36 +306,42 @@ static void test_old_creator_close_does_not_unlink_a_new_ring(void **state)
 static void test_batches_move_as_many_as_fit_in_order(void **state)
 {
 	(void)state;
-	for (size_t k = 0; k < 3; k++) {
-		struct shmring *r = make(test_name(), kinds[k], 24, 8, 0);
-		unsigned char in[12 * 24], out[12 * 24], want[24];
+	/*
+	 * 24-byte messages sit in 32-byte slots (copied one by one); 32-byte
+	 * messages fill their slots (an SPSC batch is one copy each side of the
+	 * wrap): both shapes, across wrap-around.
+	 */
+	for (size_t k = 0; k < 6; k++) {
+		const size_t S = k < 3 ? 24 : 32;
+		struct shmring *r = make(test_name(), kinds[k % 3], (uint32_t)S, 8, 0);
+		unsigned char in[12 * 32], out[12 * 32], want[32];
 		for (unsigned i = 0; i < 12; i++)
-			msg_fill(in + i * 24, 24, 4, i);
+			msg_fill(in + i * S, S, 4, i);
 		assert_int_equal(shmring_try_push_n(r, in, 5), 5);
-		assert_int_equal(shmring_try_push_n(r, in + 5 * 24, 7), 3); /* only 3 fit */
+		assert_int_equal(shmring_try_push_n(r, in + 5 * S, 7), 3); /* only 3 fit */
 		assert_int_equal(shmring_try_push_n(r, in, 1), -EAGAIN);
 		assert_int_equal(shmring_size(r), 8);
 		assert_int_equal(shmring_try_pop_n(r, out, 3), 3);
-		assert_int_equal(shmring_try_pop_n(r, out + 3 * 24, 10), 5);
+		assert_int_equal(shmring_try_pop_n(r, out + 3 * S, 10), 5);
 		assert_int_equal(shmring_try_pop_n(r, out, 1), -EAGAIN);
 		for (unsigned i = 0; i < 8; i++) {
-			msg_fill(want, 24, 4, i);
-			assert_memory_equal(out + i * 24, want, 24);
+			msg_fill(want, S, 4, i);
+			assert_memory_equal(out + i * S, want, S);
 		}
 		/* Batches and single operations interleave across wrap-around. */
 		uint64_t pushed = 0, popped = 0;
 		for (int round = 0; round < 500; round++) {
-			unsigned char b[5 * 24];
+			unsigned char b[5 * 32];
 			unsigned n = 1 + (unsigned)round % 5;
 			for (unsigned i = 0; i < n; i++)
-				msg_fill(b + i * 24, 24, 4, pushed + i);
+				msg_fill(b + i * S, S, 4, pushed + i);
 			int got = round % 3 ? shmring_try_push_n(r, b, n) : shmring_try_push(r, b) == 0;
 			if (got > 0)
 				pushed += (uint64_t)got;
 			int m = shmring_try_pop_n(r, b, 1 + (unsigned)round % 4);
 			for (int i = 0; i < m; i++) {
-				msg_fill(want, 24, 4, popped++);
-				assert_memory_equal(b + i * 24, want, 24);
+				msg_fill(want, S, 4, popped++);
+				assert_memory_equal(b + i * S, want, S);
 			}
 		}
 		assert_true(popped > 500);
