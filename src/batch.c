@@ -24,33 +24,44 @@
  * Copy k messages between a caller's array and the slots from position pos
  * on. When the slots are packed (stride == message size) that is at most two
  * memcpy calls, one each side of the wrap, instead of k: a batch of small
- * messages then costs one streaming copy, not k calls.
+ * messages then costs one streaming copy, not k calls. Returns the number of
+ * messages before the wrap (packed), or 0 (not packed: copy one by one).
  */
-static void copy_batch(const struct shmring *r, uint64_t pos, unsigned char *user, unsigned k,
-		       bool to_ring)
+static unsigned packed_split(const struct shmring *r, uint64_t pos, unsigned k)
+{
+	if (r->slot_size != r->msg_size)
+		return 0;
+	uint64_t room = r->capacity - (pos & r->mask);
+	return k < room ? k : (unsigned)room;
+}
+
+static void copy_batch_in(const struct shmring *r, uint64_t pos, const unsigned char *src,
+			  unsigned k)
 {
 	size_t sz = r->msg_size;
-	if (r->slot_size != sz) {
-		if (to_ring)
-			for (unsigned i = 0; i < k; i++)
-				memcpy(slot_at(r, pos + i), user + (size_t)i * sz, sz);
-		else
-			for (unsigned i = 0; i < k; i++)
-				memcpy(user + (size_t)i * sz, slot_at(r, pos + i), sz);
+	unsigned first = packed_split(r, pos, k);
+	if (!first) {
+		for (unsigned i = 0; i < k; i++)
+			memcpy(slot_at(r, pos + i), src + (size_t)i * sz, sz);
 		return;
 	}
-	uint64_t room = r->capacity - (pos & r->mask);
-	unsigned first = k < room ? k : (unsigned)room;
-	size_t a = (size_t)first * sz, b = (size_t)(k - first) * sz;
-	if (to_ring) {
-		memcpy(slot_at(r, pos), user, a);
-		if (b)
-			memcpy(slot_at(r, pos + first), user + a, b);
-	} else {
-		memcpy(user, slot_at(r, pos), a);
-		if (b)
-			memcpy(user + a, slot_at(r, pos + first), b);
+	memcpy(slot_at(r, pos), src, (size_t)first * sz);
+	if (k > first)
+		memcpy(slot_at(r, pos + first), src + (size_t)first * sz, (size_t)(k - first) * sz);
+}
+
+static void copy_batch_out(const struct shmring *r, uint64_t pos, unsigned char *dst, unsigned k)
+{
+	size_t sz = r->msg_size;
+	unsigned first = packed_split(r, pos, k);
+	if (!first) {
+		for (unsigned i = 0; i < k; i++)
+			memcpy(dst + (size_t)i * sz, slot_at(r, pos + i), sz);
+		return;
 	}
+	memcpy(dst, slot_at(r, pos), (size_t)first * sz);
+	if (k > first)
+		memcpy(dst + (size_t)first * sz, slot_at(r, pos + first), (size_t)(k - first) * sz);
 }
 
 static unsigned spsc_free_slots(struct shmring *r, unsigned want, int *err)
@@ -142,7 +153,7 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 			return err;
 		if (k == 0)
 			return -EAGAIN;
-		copy_batch(r, r->p_tail, (unsigned char *)(uintptr_t)src, k, true);
+		copy_batch_in(r, r->p_tail, src, k);
 		r->p_tail += k;
 		store_release64(&r->hdr->tail, r->p_tail); /* P1, pairs with C1: once per batch */
 	} else {
@@ -180,7 +191,7 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 			return err;
 		if (k == 0)
 			return -EAGAIN;
-		copy_batch(r, r->c_head, dst, k, false);
+		copy_batch_out(r, r->c_head, dst, k);
 		r->c_head += k;
 		store_release64(&r->hdr->head, r->c_head); /* C2, pairs with P2: once per batch */
 	} else if (r->kind == SHMRING_MPSC) {
