@@ -43,12 +43,17 @@
  * (read) lock on the TRANSITION byte (SHMRING_LOCK_BASE - 2) from before it
  * locks a participant byte not its own until after it has released the dead
  * entry's roles. A claimant that sees the holder's byte locked, then sees no
- * transition in progress, then reads the role word unchanged, knows the
- * holder is live: a transition that held the byte has ended and would have
- * moved the role word, so a role word naming that id again was claimed by the
- * live participant that holds the id now. A transition seen in progress is
+ * transition in progress, then reads the role word unchanged, then finds the
+ * byte still locked, knows the holder is live: a transition that held the
+ * byte has ended, and either moved the role word (a joiner, a takeover) or
+ * let go of the byte (a recoverer, which leaves roles alone), so a role word
+ * naming that id with its byte held was claimed by the live participant that
+ * holds the id now. A transition seen in progress is
  * waited for, for at most ROLE_SETTLE_NS (a joiner stopped in the middle).
- * The kernel drops the read lock of a transition that dies.
+ * The kernel drops the read lock of a transition that dies. Ordering: the
+ * kernel takes the file's lock-list spinlock in every one of these fcntl
+ * calls, so a transition's role CAS, made before it unlocks the TRANSITION
+ * byte, is visible to a claimant whose F_OFD_GETLK then finds the byte free.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,11 +84,6 @@ static off_t lock_byte(uint32_t id)
 }
 
 /*
- * Take participant id's lock byte: true means its holder is dead and, until
- * part_unlock, nobody can join that entry, so its claims and roles can be
- * released without robbing a live newcomer who reused the id (review A1/A2).
- */
-/*
  * Mark (or unmark) a transition of this handle's: a read lock on the
  * TRANSITION byte. A handle is used by one thread at a time, so these never
  * nest. Taking it may wait (F_OFD_SETLKW) only behind a claimant's probe,
@@ -109,6 +109,11 @@ static bool transition_seen(const struct shmring *r)
 	return fl.l_type != F_UNLCK;
 }
 
+/*
+ * Take participant id's lock byte: true means its holder is dead and, until
+ * part_unlock, nobody can join that entry, so its claims and roles can be
+ * released without robbing a live newcomer who reused the id (review A1/A2).
+ */
 static bool part_lock_dead(const struct shmring *r, uint32_t id)
 {
 	if (id == 0 || id > SHMRING_PARTICIPANTS_MAX || id == r->owner)
