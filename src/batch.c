@@ -21,47 +21,26 @@
 #include "internal.h"
 
 /*
- * Copy k messages between a caller's array and the slots from position pos
- * on. When the slots are packed (stride == message size) that is at most two
- * memcpy calls, one each side of the wrap, instead of k: a batch of small
- * messages then costs one streaming copy, not k calls. Returns the number of
- * messages before the wrap (packed), or 0 (not packed: copy one by one).
+ * Copy k messages between the slots from position pos on and a caller's
+ * array: into the ring from from_user, or out of it to to_user (the other is
+ * NULL). Packed slots (stride == message size) are contiguous up to the wrap,
+ * so they go in at most two runs, one memcpy each, instead of k calls.
  */
-static unsigned packed_split(const struct shmring *r, uint64_t pos, unsigned k)
-{
-	if (r->slot_size != r->msg_size)
-		return 0;
-	uint64_t room = r->capacity - (pos & r->mask);
-	return k < room ? k : (unsigned)room;
-}
-
-static void copy_batch_in(const struct shmring *r, uint64_t pos, const unsigned char *src,
-			  unsigned k)
+static void copy_batch(const struct shmring *r, uint64_t pos, unsigned k, unsigned char *to_user,
+		       const unsigned char *from_user)
 {
 	size_t sz = r->msg_size;
-	unsigned first = packed_split(r, pos, k);
-	if (!first) {
-		for (unsigned i = 0; i < k; i++)
-			memcpy(slot_at(r, pos + i), src + (size_t)i * sz, sz);
-		return;
+	bool packed = r->slot_size == sz;
+	for (unsigned i = 0, n; i < k; i += n) {
+		uint64_t room = r->capacity - ((pos + i) & r->mask);
+		n = !packed ? 1 : k - i < room ? k - i : (unsigned)room;
+		unsigned char *slot = slot_at(r, pos + i);
+		size_t off = (size_t)i * sz, len = (size_t)n * sz;
+		if (to_user)
+			memcpy(to_user + off, slot, len);
+		else
+			memcpy(slot, from_user + off, len);
 	}
-	memcpy(slot_at(r, pos), src, (size_t)first * sz);
-	if (k > first)
-		memcpy(slot_at(r, pos + first), src + (size_t)first * sz, (size_t)(k - first) * sz);
-}
-
-static void copy_batch_out(const struct shmring *r, uint64_t pos, unsigned char *dst, unsigned k)
-{
-	size_t sz = r->msg_size;
-	unsigned first = packed_split(r, pos, k);
-	if (!first) {
-		for (unsigned i = 0; i < k; i++)
-			memcpy(dst + (size_t)i * sz, slot_at(r, pos + i), sz);
-		return;
-	}
-	memcpy(dst, slot_at(r, pos), (size_t)first * sz);
-	if (k > first)
-		memcpy(dst + (size_t)first * sz, slot_at(r, pos + first), (size_t)(k - first) * sz);
 }
 
 static unsigned spsc_free_slots(struct shmring *r, unsigned want, int *err)
@@ -153,7 +132,7 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 			return err;
 		if (k == 0)
 			return -EAGAIN;
-		copy_batch_in(r, r->p_tail, src, k);
+		copy_batch(r, r->p_tail, k, NULL, src);
 		r->p_tail += k;
 		store_release64(&r->hdr->tail, r->p_tail); /* P1, pairs with C1: once per batch */
 	} else {
@@ -191,7 +170,7 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 			return err;
 		if (k == 0)
 			return -EAGAIN;
-		copy_batch_out(r, r->c_head, dst, k);
+		copy_batch(r, r->c_head, k, dst, NULL);
 		r->c_head += k;
 		store_release64(&r->hdr->head, r->c_head); /* C2, pairs with P2: once per batch */
 	} else if (r->kind == SHMRING_MPSC) {
