@@ -276,16 +276,18 @@ struct tb_end {
 	uint64_t pos;    /* producer: tail; consumer: head */
 	uint64_t cache;  /* producer: last head seen; consumer: last tail seen */
 	uint32_t mask, size, stride;
-	bool seq;        /* the slot-sequence variant (an experiment, see textbook.c) */
 };
 size_t tb_bytes(uint32_t size, uint32_t capacity, bool seq);
 void tb_init(struct tb_ring *r);
 void tb_end_init(struct tb_end *e, struct tb_ring *r, uint32_t size, uint32_t capacity, bool seq);
 int tb_push(struct tb_end *e, const void *msg);
 int tb_pop(struct tb_end *e, void *msg);
+/* The slot-sequence variant (an experiment, see textbook.c): its own push and pop. */
+int seq_push(struct tb_end *e, const void *msg);
+int seq_pop(struct tb_end *e, void *msg);
 
 /* rings.c, batch.c, kernel_ipc.c: the rows they offer */
-extern const struct mech_ops textbook_ops, shmring_spin_ops, shmring_wait_ops;
+extern const struct mech_ops textbook_ops, slotseq_ops, shmring_spin_ops, shmring_wait_ops;
 extern const struct mech_ops shmring_batch_ops, shmring_zc_ops;
 
 /* rings.c: named rings shared by the shmring drives (channel 0 and 1 of a row) */

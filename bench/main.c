@@ -429,7 +429,7 @@ static void build_rows(void)
 	for (int i = 0; i < g_opt.nsizes; i++) {
 		uint32_t s = g_opt.sizes[i];
 		add_row("textbook", "textbook spsc", "", s, &textbook_ops, 0, false, 1, 1);
-		add_row("seqslot", "slot-seq spsc", "", s, &textbook_ops, 1, false, 1, 1);
+		add_row("seqslot", "slot-seq spsc", "", s, &slotseq_ops, 1, false, 1, 1);
 		add_row("spsc", "shmring spsc", "spin", s, &shmring_spin_ops,
 			RING_PARAM(SHMRING_SPSC, 0), false, 1, 1);
 		add_row("mpsc", "shmring mpsc", "spin", s, &shmring_spin_ops,

@@ -257,3 +257,32 @@ const struct mech_ops textbook_ops = {
 	.init = tb_worker_init,
 	.phase = tb_phase,
 };
+
+/* The slot-sequence experiment: same memory set-up (param 1), its own push and pop. */
+static int seq_send(struct worker *w, int chan, const void *msg)
+{
+	(void)w;
+	while (seq_push(&g_tb[chan], msg) == -EAGAIN)
+		cpu_pause();
+	return 0;
+}
+
+static int seq_recv(struct worker *w, int chan, void *msg)
+{
+	(void)w;
+	while (seq_pop(&g_tb[chan], msg) == -EAGAIN)
+		cpu_pause();
+	return 0;
+}
+
+static int seq_phase(struct worker *w, enum phase ph)
+{
+	return run_phase(w, ph, seq_send, seq_recv, g_msg_a, g_msg_b);
+}
+
+const struct mech_ops slotseq_ops = {
+	.setup = tb_setup,
+	.teardown = tb_teardown,
+	.init = tb_worker_init,
+	.phase = seq_phase,
+};

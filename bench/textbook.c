@@ -51,10 +51,10 @@ void tb_init(struct tb_ring *r)
 void tb_end_init(struct tb_end *e, struct tb_ring *r, uint32_t size, uint32_t capacity, bool seq)
 {
 	*e = (struct tb_end){.r = r, .mask = capacity - 1, .size = size,
-			     .stride = stride_of(size, seq), .seq = seq};
+			     .stride = stride_of(size, seq)};
 }
 
-static int seq_push(struct tb_end *e, const void *msg)
+int seq_push(struct tb_end *e, const void *msg)
 {
 	if (e->pos - e->cache > e->mask) {
 		e->cache = atomic_load_explicit(&e->r->head, memory_order_acquire);
@@ -69,7 +69,7 @@ static int seq_push(struct tb_end *e, const void *msg)
 	return 0;
 }
 
-static int seq_pop(struct tb_end *e, void *msg)
+int seq_pop(struct tb_end *e, void *msg)
 {
 	unsigned char *s = e->r->slots + (size_t)(e->pos & e->mask) * e->stride;
 	if (atomic_load_explicit((_Atomic uint64_t *)(void *)s, memory_order_acquire) != e->pos + 1)
@@ -81,8 +81,6 @@ static int seq_pop(struct tb_end *e, void *msg)
 
 int tb_push(struct tb_end *e, const void *msg)
 {
-	if (e->seq)
-		return seq_push(e, msg);
 	if (e->pos - e->cache > e->mask) {
 		e->cache = atomic_load_explicit(&e->r->head, memory_order_acquire); /* P2 */
 		if (e->pos - e->cache > e->mask)
@@ -95,8 +93,6 @@ int tb_push(struct tb_end *e, const void *msg)
 
 int tb_pop(struct tb_end *e, void *msg)
 {
-	if (e->seq)
-		return seq_pop(e, msg);
 	if (e->pos == e->cache) {
 		e->cache = atomic_load_explicit(&e->r->tail, memory_order_acquire); /* C1 */
 		if (e->pos == e->cache)
