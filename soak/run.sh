@@ -179,15 +179,7 @@ start_s=$SECONDS
 if ((hugepages)) && [[ $(id -u) == 0 && -z ${SHMRING_CI_HUGEPAGES:-} && -x hugepage/ci-hugepages.sh ]] &&
 	! grep -qs hugetlbfs /proc/mounts; then
 	note "reserving hugepages for the run through hugepage/ci-hugepages.sh"
-	# As a child, not exec: the wrapper's closing messages come first, our count last.
-	tmp=$(mktemp "${TMPDIR:-/tmp}/shmring-soak-wrap.XXXXXX")
-	rc=0
-	hugepage/ci-hugepages.sh --pages 16 -- "$top/soak/run.sh" "${orig_args[@]}" 2>&1 |
-		tee "$tmp" || rc=$?
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp" | tail -1 || true)
-	rm -f "$tmp"
-	echo "${line:-0 passed, 1 failed}"
-	exit "$rc"
+	exec scripts/with-hugepages.sh "$top/soak/run.sh" "${orig_args[@]}"
 fi
 
 bin=

@@ -48,15 +48,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 if ((hugepages)) && [[ $(id -u) == 0 && -z ${SHMRING_CI_HUGEPAGES:-} && -x hugepage/ci-hugepages.sh ]] &&
 	! grep -qs hugetlbfs /proc/mounts; then
-	# As a child, not exec: the wrapper's closing messages come first, our count last.
-	tmp=$(mktemp "${TMPDIR:-/tmp}/shmring-leaks-wrap.XXXXXX")
-	rc=0
-	hugepage/ci-hugepages.sh --pages 16 -- "$top/tests/test_leaks.sh" "${orig_args[@]}" 2>&1 |
-		tee "$tmp" || rc=$?
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp" | tail -1 || true)
-	rm -f "$tmp"
-	echo "${line:-0 passed, 1 failed}"
-	exit "$rc"
+	exec scripts/with-hugepages.sh "$top/tests/test_leaks.sh" "${orig_args[@]}"
 fi
 
 bin=$(soak/build.sh --quiet | tail -1)
