@@ -10,7 +10,10 @@
  * push_claimed, push_mid_copy, push_before_publish, push_after_publish,
  * pop_claimed, pop_mid_copy, pop_before_release, pop_after_release,
  * wait_sleeping, join_locked (a handle attaching has locked a dead
- * participant's entry and not yet released its roles).
+ * participant's entry and not yet released its roles), takeover_locked (a
+ * role claimant holds a dead holder's byte, before its CAS of the role word),
+ * recover_locked (a push or pop holds a dead claimant's byte, before it
+ * releases that claimant's slot claims).
  */
 #include "internal.h"
 

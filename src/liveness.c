@@ -410,6 +410,7 @@ static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 			return err_set(-EBUSY, "ring %s: the %s role is held by live process %d",
 				       r->name, what, pid);
 		}
+		KILL_POINT("takeover_locked");
 		uint32_t dead = cur;
 		bool took = atomic_compare_exchange_strong(role, &cur, r->owner);
 		part_unlock(r, dead);
@@ -486,6 +487,7 @@ bool stuck_check(struct shmring *r, uint64_t w)
 	uint32_t owner = (uint32_t)(w & W_OWNER_MASK);
 	if (!part_lock_dead(r, owner))
 		return false; /* alive (or ourselves, or no owner): wait for it */
+	KILL_POINT("recover_locked");
 	release_claims(r, owner);
 	part_unlock(r, owner);
 	r->stuck_word = 0;

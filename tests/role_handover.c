@@ -5,15 +5,19 @@
  * that SHMRING_KILL_AT=join_locked:1 SHMRING_KILL_SIGNAL=STOP holds a
  * newcomer in the middle of its join (entry locked, roles not yet released).
  *
- *   role_handover create NAME KIND STOPFILE
+ *   role_handover create NAME KIND STOPFILE [KILLFILE]
  *       create a KIND (spsc|mpsc) ring, let a forked child claim the consumer
  *       role, SIGKILL and reap it, print "ready", keep the ring open until
  *       STOPFILE exists (at most 60 s), then close it (and so unlink it).
+ *       With KILLFILE, print "holding" and kill the child only once KILLFILE
+ *       exists (at most 10 s): claimants attached before that cannot rejoin
+ *       the dead holder's entry, so they take the role over (role_claim).
  *   role_handover attach NAME
  *       attach and close (the newcomer).
- *   role_handover pop NAME [HOLD_MS]
+ *   role_handover pop NAME [HOLD_MS [GOFILE]]
  *       attach and try_pop; print "rc=N ms=T" (T: the try_pop's wall time)
- *       and, after a claim, "claimed"; then keep the role HOLD_MS ms.
+ *       and, after a claim, "claimed"; then keep the role HOLD_MS ms. With
+ *       GOFILE, print "attached" and try_pop only once GOFILE exists (10 s).
  *       Exit 0 when it got the role (0 or -EAGAIN), 1 on -EBUSY, 2 otherwise.
  */
 #include <errno.h>
@@ -34,7 +38,15 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int create(const char *name, const char *kind, const char *stopfile)
+/* Wait for a file the test script touches: at most 10 s. */
+static void wait_file(const char *path)
+{
+	for (int i = 0; i < 1000 && access(path, F_OK) != 0; i++)
+		usleep(10000);
+}
+
+static int create(const char *name, const char *kind, const char *stopfile,
+		  const char *killfile)
 {
 	int ready[2];
 	if (pipe(ready))
@@ -68,6 +80,11 @@ static int create(const char *name, const char *kind, const char *stopfile)
 		shmring_close(r);
 		return 2;
 	}
+	if (killfile) {
+		printf("holding\n");
+		fflush(stdout);
+		wait_file(killfile);
+	}
 	kill(holder, SIGKILL);
 	waitpid(holder, NULL, 0);
 	printf("ready: consumer role held by pid %d, now dead\n", (int)holder);
@@ -80,8 +97,8 @@ static int create(const char *name, const char *kind, const char *stopfile)
 
 int main(int argc, char **argv)
 {
-	if (argc == 5 && strcmp(argv[1], "create") == 0)
-		return create(argv[2], argv[3], argv[4]);
+	if ((argc == 5 || argc == 6) && strcmp(argv[1], "create") == 0)
+		return create(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
 	if (argc < 3)
 		return 2;
 	struct shmring *r;
@@ -92,6 +109,11 @@ int main(int argc, char **argv)
 	int rc = 0;
 	if (strcmp(argv[1], "pop") == 0) {
 		unsigned char m[64];
+		if (argc > 4) {
+			printf("attached\n");
+			fflush(stdout);
+			wait_file(argv[4]);
+		}
 		double t0 = now_ms();
 		rc = shmring_try_pop(r, m);
 		double t1 = now_ms();

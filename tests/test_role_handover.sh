@@ -13,6 +13,14 @@
 #                 mid-join and a new claimant takes the role over.
 #   live holder   while a live process holds the role, a claimant gets -EBUSY
 #                 at once (under 200 ms: no waiting when nobody is joining).
+# Then two claimants A and B of one dead role, both attached while the holder
+# lived (so neither rejoins its entry: both go through role_claim's takeover),
+# A stopped (SIGSTOP) at takeover_locked: it holds the dead holder's lock byte
+# and has not yet made the CAS of the role word. For each of spsc and mpsc:
+#   takeover continued  A is let go after 0.3 s: A wins the role and B gets
+#                 -EBUSY against the live winner (exactly one winner).
+#   takeover killed     A stays stopped: B gets -EBUSY after about 1 s; then A
+#                 is killed mid-takeover and a new claimant gets the role.
 # The last line is "N passed, N failed".
 set -euo pipefail
 case ${1:-} in
@@ -122,6 +130,77 @@ for kind in spsc mpsc; do
 	kill -KILL "$live" 2>/dev/null || true
 	wait "$live" 2>/dev/null || true
 	stop_ring
+done
+# waitfor FILE WORD: up to 10 s for WORD in FILE.
+waitfor() {
+	for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+	return 1
+}
+# takeover KIND HOW: the two-claimant cases above (HOW: continued or killed).
+takeover() {
+	local kind=$1 how=$2 name=/shmring-handover-$$-$1-take-$2 a b rca rcb ms
+	rm -f "$work/stop" "$work/kill" "$work/goa" "$work/gob"
+	"$prog" create "$name" "$kind" "$work/stop" "$work/kill" >"$work/create.out" 2>&1 &
+	creator=$!
+	pids+=("$creator")
+	if ! waitfor "$work/create.out" holding; then
+		bad "$kind takeover $how: ring set-up: $(cat "$work/create.out")"
+		return
+	fi
+	SHMRING_KILL_AT=takeover_locked:1 SHMRING_KILL_SIGNAL=STOP \
+		"$prog" pop "$name" 1500 "$work/goa" >"$work/a.out" 2>&1 &
+	a=$!
+	pids+=("$a")
+	"$prog" pop "$name" 0 "$work/gob" >"$work/b.out" 2>&1 &
+	b=$!
+	pids+=("$b")
+	waitfor "$work/a.out" attached && waitfor "$work/b.out" attached
+	touch "$work/kill"
+	waitfor "$work/create.out" ready
+	touch "$work/goa"
+	if ! wait_state "$a" T; then
+		bad "$kind takeover $how: A did not stop at takeover_locked (state $(state "$a"), $(cat "$work/a.out"))"
+		kill -KILL "$a" "$b" 2>/dev/null || true
+		stop_ring
+		return
+	fi
+	touch "$work/gob"
+	if [[ $how == continued ]]; then
+		sleep 0.3
+		kill -CONT "$a"
+		rca=0
+		wait "$a" || rca=$?
+		rcb=0
+		wait "$b" || rcb=$?
+		if [[ $rca == 0 && $rcb == 1 ]] && grep -q "held by live process" "$work/b.out"; then
+			ok "$kind takeover continued: A won ($(grep rc= "$work/a.out")), B -EBUSY against it ($(grep -o "rc=.*ms=[0-9.]*" "$work/b.out"))"
+		else
+			bad "$kind takeover continued: A exit $rca ($(cat "$work/a.out")), B exit $rcb ($(cat "$work/b.out"))"
+		fi
+	else
+		rcb=0
+		wait "$b" || rcb=$?
+		ms=$(ms_of "$work/b.out")
+		if [[ $rcb == 1 ]] && awk -v m="${ms:-0}" 'BEGIN { exit !(m >= 900 && m < 3000) }'; then
+			ok "$kind takeover killed: B -EBUSY after $ms ms while A stays stopped"
+		else
+			bad "$kind takeover killed: B exit $rcb, $(cat "$work/b.out")"
+		fi
+		kill -KILL "$a"
+		wait "$a" 2>/dev/null || true
+		rca=0
+		timeout 10 "$prog" pop "$name" >"$work/pop.out" 2>&1 || rca=$?
+		if [[ $rca == 0 ]]; then
+			ok "$kind takeover killed: after A's death a new claimant gets the role ($(head -1 "$work/pop.out"))"
+		else
+			bad "$kind takeover killed: new claimant exit $rca, $(cat "$work/pop.out")"
+		fi
+	fi
+	stop_ring
+}
+for kind in spsc mpsc; do
+	takeover "$kind" continued
+	takeover "$kind" killed
 done
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]
