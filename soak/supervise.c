@@ -77,12 +77,12 @@ enum cause { C_NONE = 0, C_CLEAN, C_RANDOM, C_POINT, C_ERROR };
 enum point {
 	P_PUSH_CLAIMED, P_PUSH_MID, P_PUSH_BEFORE, P_PUSH_AFTER,
 	P_POP_CLAIMED, P_POP_MID, P_POP_BEFORE, P_POP_AFTER,
-	P_WAIT, NPOINTS
+	P_WAIT, P_POP_HEAD, P_RECOVER, NPOINTS
 };
 static const char *const point_name[NPOINTS] = {
 	"push_claimed", "push_mid_copy", "push_before_publish", "push_after_publish",
 	"pop_claimed", "pop_mid_copy", "pop_before_release", "pop_after_release",
-	"wait_sleeping",
+	"wait_sleeping", "pop_before_head", "recover_locked",
 };
 
 enum phase { PH_RUN, PH_QUIET, PH_STOP, PH_SETTLE, PH_DRAIN, PH_DONE };
@@ -455,6 +455,17 @@ static bool point_valid(enum role role, int p)
 		return false;
 	if (p == P_WAIT)
 		return opt.blocking;
+	/* MPSC's one consumer, slot freed and head not moved: the message is lost. */
+	if (p == P_POP_HEAD)
+		return role == CONS && opt.kind == SHMRING_MPSC;
+	/*
+	 * Inside a recovery (stuck_check holds a dead claimant's byte): a consumer
+	 * there has claimed nothing, a producer has not yet pushed (as at
+	 * wait_sleeping); the dead claim it was recovering is left to the next
+	 * recoverer, counted once, as before.
+	 */
+	if (p == P_RECOVER)
+		return opt.kind != SHMRING_SPSC;
 	return role == PROD ? p <= P_PUSH_AFTER : (p >= P_POP_CLAIMED && p <= P_POP_AFTER);
 }
 
@@ -567,7 +578,9 @@ static void spawn(struct proc *p, int point, int form, int64_t now)
 	p->killed = false;
 	p->retiring = false;
 	p->next_point = -1;
-	uint32_t n = (uint32_t)(point == P_WAIT ? 1 + rnd_below(3) : 1 + rnd_below(opt.kp_max));
+	/* Rare points (a sleep, a recovery) are armed for one of their first passes. */
+	uint32_t n = (uint32_t)(point == P_WAIT || point == P_RECOVER ? 1 + rnd_below(3)
+								   : 1 + rnd_below(opt.kp_max));
 	if (take_spare(p, inst, form, point, n)) {
 		if (opt.verbose)
 			fprintf(stderr, "supervise: spare pid %d is %s #%u, form %s, point %s:%u\n",
@@ -1196,7 +1209,7 @@ static void check_log(struct account *ac)
 				     " of its in-flight messages were delivered", p,
 				     point_name[ii->point], got_if);
 			}
-			if (mp && ii->point != P_WAIT) {
+			if (mp && ii->point != P_WAIT && ii->point != P_RECOVER) {
 				ac->lost_skipped += m_if;
 				ac->skip_min += m_if ? 1 : 0; /* a batch claims 1..n slots */
 				ac->skip_max += m_if;
@@ -1230,6 +1243,7 @@ static void check_log(struct account *ac)
 				}
 				break;
 			case P_POP_AFTER:
+			case P_POP_HEAD:
 				ac->cons_must_lose++;
 				break;
 			default:
@@ -1665,7 +1679,7 @@ int main(int argc, char **argv)
 			uint64_t k = point_kills[PROD][pt] + point_kills[CONS][pt];
 			if (point_valid(PROD, pt) || point_valid(CONS, pt))
 				printf(" %s %" PRIu64, point_name[pt], k);
-			if (pt == P_WAIT && k)
+			if ((pt == P_WAIT || pt == P_RECOVER) && k)
 				printf(" (producers %" PRIu64 ", consumers %" PRIu64 ")",
 				       point_kills[PROD][pt], point_kills[CONS][pt]);
 		}

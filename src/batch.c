@@ -144,7 +144,8 @@ int shmring_try_push_n(struct shmring *r, const void *msgs, unsigned n)
 		KILL_POINT("push_claimed");
 		hint_forward(&r->hdr->tail, first + k); /* once per batch */
 		for (unsigned i = 0; i < k; i++) {
-			memcpy(slot_at(r, first + i), src + (size_t)i * r->msg_size, r->msg_size);
+			copy_msg(slot_at(r, first + i), src + (size_t)i * r->msg_size, r->msg_size,
+				 "push_mid_copy");
 			store_release64(slot_word(r, first + i), word_make(first + i, ST_FULL, 0)); /* P1 */
 		}
 	}
@@ -182,7 +183,10 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 			uint64_t w = load_acquire64(wp); /* C1, pairs with P1 */
 			if (word_dist(w, hd + k) != 0 || word_state(w) != ST_FULL)
 				break;
-			memcpy(dst + (size_t)k * r->msg_size, slot_at(r, hd + k), r->msg_size);
+			if (k == 0)
+				KILL_POINT("pop_claimed");
+			copy_msg(dst + (size_t)k * r->msg_size, slot_at(r, hd + k), r->msg_size,
+				 "pop_mid_copy");
 			store_release64(wp, word_make(hd + k + r->capacity, ST_EMPTY, 0)); /* C2 */
 			k++;
 		}
@@ -193,6 +197,7 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 				wake_waiters(r, &r->hdr->space_futex);
 			return rc == 0 ? 1 : rc;
 		}
+		KILL_POINT("pop_before_head"); /* the k slots are free, head not moved: lost */
 		store_relaxed64(&r->hdr->head, hd + k);
 	} else {
 		uint64_t first;
@@ -200,9 +205,11 @@ int shmring_try_pop_n(struct shmring *r, void *msgs, unsigned n)
 		if (rc)
 			return rc;
 		k = mp_claim_more(r, first, n, ST_FULL, ST_READING);
+		KILL_POINT("pop_claimed");
 		hint_forward(&r->hdr->head, first + k); /* once per batch */
 		for (unsigned i = 0; i < k; i++) {
-			memcpy(dst + (size_t)i * r->msg_size, slot_at(r, first + i), r->msg_size);
+			copy_msg(dst + (size_t)i * r->msg_size, slot_at(r, first + i), r->msg_size,
+				 "pop_mid_copy");
 			store_release64(slot_word(r, first + i),
 					word_make(first + i + r->capacity, ST_EMPTY, 0)); /* C2 */
 		}

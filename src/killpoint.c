@@ -14,6 +14,9 @@
  * role claimant holds a dead holder's byte, before its CAS of the role word),
  * recover_locked (a push or pop holds a dead claimant's byte, before it
  * releases that claimant's slot claims).
+ * pop_before_head (MPSC: the popped slots are EMPTY, head not yet moved).
+ * The batch forms (src/batch.c) pass push_claimed, the mid-copy points and
+ * pop_claimed too (copy_msg, plain memcpy without SHMRING_KILL_POINTS).
  */
 #include "internal.h"
 

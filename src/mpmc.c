@@ -192,6 +192,7 @@ int mpsc_pop(struct shmring *r, void *msg)
 	copy_msg(msg, slot_at(r, hd), r->msg_size, "pop_mid_copy");
 	KILL_POINT("pop_before_release");
 	store_release64(slot_word(r, hd), word_make(hd + r->capacity, ST_EMPTY, 0)); /* C2, pairs with P0 */
+	KILL_POINT("pop_before_head");
 	store_relaxed64(&r->hdr->head, hd + 1);
 	KILL_POINT("pop_after_release");
 	return 0;

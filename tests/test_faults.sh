@@ -14,7 +14,9 @@
 #                  moments, in every API form (copy, batch, zero-copy); losses
 #                  must stay within what the deaths can explain.
 # and a seventh, coverage: together the cases killed at least 200 processes and
-# hit all nine named points.
+# hit all eleven named points (pop_before_head: the MPSC consumer between its
+# EMPTY store and its head store; recover_locked: a push or pop inside a
+# recovery, holding the dead claimant's byte).
 #
 # In each case: nothing lost beyond the in-flight messages of the dead,
 # nothing duplicated, no reorder per producer, no checksum error, progress
@@ -129,7 +131,8 @@ echo "kills: $kills (random SIGKILL $random, at named points $point)"
 missing_points=()
 line="named points:"
 for p in push_claimed push_mid_copy push_before_publish push_after_publish pop_claimed \
-	pop_mid_copy pop_before_release pop_after_release wait_sleeping; do
+	pop_mid_copy pop_before_release pop_after_release wait_sleeping pop_before_head \
+	recover_locked; do
 	line+=" $p=${pk[$p]:-0}"
 	((${pk[$p]:-0} > 0)) || missing_points+=("$p")
 done
@@ -139,7 +142,7 @@ echo "duplicated: $dup (re-delivered once to a successor after a consumer died b
 echo "reordered: $reorder; checksum errors: $bad"
 echo "worst recovery after a death: $(awk "BEGIN{printf \"%.1f\", $worst/1e6}") ms (limit 1000 ms)"
 if ((kills >= 200 && ${#missing_points[@]} == 0)); then
-	echo "PASS: coverage ($kills kills >= 200, all 9 named points hit)"
+	echo "PASS: coverage ($kills kills >= 200, all 11 named points hit)"
 	passed=$((passed + 1))
 else
 	echo "FAIL: coverage ($kills kills, need 200; points never hit: ${missing_points[*]:-none})"
