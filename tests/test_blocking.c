@@ -8,7 +8,7 @@
  *     against a library built with the broken protocol (make broken-wake),
  *     where it must fail;
  *   - every kind, with 1 and 2 sleeping consumers, and push_wait asleep on a
- *     full ring;
+ *     full ring; waits and wakes across the futex epoch's wrap (SPSC, MPMC);
  *   - an idle consumer asleep for 10 s costs at most 1% of a CPU and a few
  *     wake-ups a second;
  *   - a bounded wait returns -ETIMEDOUT within its bound + 50 ms, and a
@@ -212,6 +212,52 @@ static void test_two_sleeping_mpmc_consumers_both_wake(void **state)
 	sleepers_wake(SHMRING_MPMC, 2);
 }
 
+/*
+ * The futex word is (epoch << 1) | WAITERS with a 31-bit epoch (wait.c); the
+ * Spin model checks the protocol, this checks the C code across the wrap: the
+ * word is set 3 wakes short of 2^32 through the mapped header, then 6 rounds
+ * of "a forked consumer sleeps in pop_wait, we push one message" must each
+ * wake the sleeper (futex_wakes +1 per round: the producer saw WAITERS, CASed
+ * the word and woke) and deliver the right message.
+ */
+static void epoch_wrap(enum shmring_kind kind)
+{
+	const char *name = test_name();
+	struct shmring *r = make(name, kind, 4);
+	atomic_store(&r->hdr->data_futex, UINT32_C(0xFFFFFFFA));
+	for (unsigned round = 0; round < 6; round++) {
+		uint64_t sleeps = atomic_load(&r->hdr->counters.futex_sleeps);
+		uint64_t wakes = atomic_load(&r->hdr->counters.futex_wakes);
+		pid_t pid = fork_child();
+		if (pid == 0) {
+			struct shmring *a = child_attach(name);
+			unsigned char m[16] = {0};
+			_exit(shmring_pop_wait(a, m, 5 * SEC) == 0 && m[0] == round + 1 ? 0 : 1);
+		}
+		int64_t end = now_ns() + 5 * SEC;
+		while (atomic_load(&r->hdr->counters.futex_sleeps) == sleeps && now_ns() < end) {
+			struct timespec ts = {0, 1 * MS};
+			nanosleep(&ts, NULL);
+		}
+		assert_true(atomic_load(&r->hdr->counters.futex_sleeps) > sleeps);
+		unsigned char m[16] = {(unsigned char)(round + 1)};
+		assert_int_equal(shmring_try_push(r, m), 0);
+		assert_int_equal(reap(pid, 5 * SEC, NULL), 0);
+		assert_true(atomic_load(&r->hdr->counters.futex_wakes) > wakes);
+	}
+	/* 6 wakes from 0xFFFFFFFA: the epoch went through 2^31 and back to small. */
+	uint32_t w = atomic_load(&r->hdr->data_futex);
+	assert_true(w < 0x10);
+	assert_int_equal(shmring_close(r), 0);
+}
+
+static void test_futex_epoch_wrap_keeps_waits_and_wakes(void **state)
+{
+	(void)state;
+	epoch_wrap(SHMRING_SPSC);
+	epoch_wrap(SHMRING_MPMC);
+}
+
 static void test_push_wait_sleeps_on_a_full_ring_until_a_pop(void **state)
 {
 	(void)state;
@@ -335,6 +381,7 @@ int main(void)
 		cmocka_unit_test(test_sleeping_consumer_wakes_on_every_kind),
 		cmocka_unit_test(test_two_sleeping_mpmc_consumers_both_wake),
 		cmocka_unit_test(test_push_wait_sleeps_on_a_full_ring_until_a_pop),
+		cmocka_unit_test(test_futex_epoch_wrap_keeps_waits_and_wakes),
 		cmocka_unit_test(test_idle_sleeping_consumer_costs_under_one_percent_cpu),
 		cmocka_unit_test(test_bounded_wait_times_out_within_50ms_of_its_bound),
 		cmocka_unit_test(test_signal_interrupts_a_sleeping_wait_with_eintr),
