@@ -12,8 +12,13 @@
  *       With KILLFILE, print "holding" and kill the child only once KILLFILE
  *       exists (at most 10 s): claimants attached before that cannot rejoin
  *       the dead holder's entry, so they take the role over (role_claim).
+ *       KIND mpmc: the child reserves a slot instead (a dead WRITING claim)
+ *       and, once it is dead, one message is pushed behind that claim.
  *   role_handover attach NAME
  *       attach and close (the newcomer).
+ *   role_handover popwait NAME MS
+ *       attach and pop_wait up to MS ms; print "rc=N ms=T"; exit 0 on a
+ *       message, 1 on -ETIMEDOUT, 2 otherwise.
  *   role_handover pop NAME [HOLD_MS [GOFILE]]
  *       attach and try_pop; print "rc=N ms=T" (T: the try_pop's wall time)
  *       and, after a claim, "claimed"; then keep the role HOLD_MS ms. With
@@ -58,14 +63,18 @@ static int create(const char *name, const char *kind, const char *stopfile,
 	if (holder == 0) {
 		struct shmring *c;
 		unsigned char m[64];
-		if (shmring_attach(name, NULL, 5000000000LL, &c) || shmring_try_pop(c, m) != -EAGAIN)
+		void *slot;
+		if (shmring_attach(name, NULL, 5000000000LL, &c) ||
+		    (strcmp(kind, "mpmc") == 0 ? shmring_reserve(c, &slot) : shmring_try_pop(c, m) != -EAGAIN))
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(1);
 		pause();
 		_exit(0);
 	}
-	struct shmring_config cfg = {.kind = strcmp(kind, "spsc") == 0 ? SHMRING_SPSC : SHMRING_MPSC,
+	struct shmring_config cfg = {.kind = strcmp(kind, "spsc") == 0   ? SHMRING_SPSC
+					     : strcmp(kind, "mpmc") == 0 ? SHMRING_MPMC
+									 : SHMRING_MPSC,
 				     .msg_size = 64, .capacity = 8, .flags = SHMRING_F_NO_HUGEPAGE};
 	struct shmring *r;
 	if (shmring_create(name, &cfg, &r)) {
@@ -87,6 +96,13 @@ static int create(const char *name, const char *kind, const char *stopfile,
 	}
 	kill(holder, SIGKILL);
 	waitpid(holder, NULL, 0);
+	if (cfg.kind == SHMRING_MPMC) {
+		unsigned char m[64] = {42};
+		if (shmring_try_push(r, m)) {
+			shmring_close(r);
+			return 2;
+		}
+	}
 	printf("ready: consumer role held by pid %d, now dead\n", (int)holder);
 	fflush(stdout);
 	for (int i = 0; i < 600 && access(stopfile, F_OK) != 0; i++)
@@ -107,7 +123,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int rc = 0;
-	if (strcmp(argv[1], "pop") == 0) {
+	if (strcmp(argv[1], "popwait") == 0 && argc > 3) {
+		unsigned char m[64];
+		double t0 = now_ms();
+		rc = shmring_pop_wait(r, m, (int64_t)atoi(argv[3]) * 1000000);
+		printf("rc=%d ms=%.1f\n", rc, now_ms() - t0);
+		rc = rc == 0 && m[0] == 42 ? 0 : rc == -ETIMEDOUT ? 1 : 2;
+	} else if (strcmp(argv[1], "pop") == 0) {
 		unsigned char m[64];
 		if (argc > 4) {
 			printf("attached\n");

@@ -21,6 +21,15 @@
 #                 -EBUSY against the live winner (exactly one winner).
 #   takeover killed     A stays stopped: B gets -EBUSY after about 1 s; then A
 #                 is killed mid-takeover and a new claimant gets the role.
+# And a recoverer stopped inside a recovery (mpmc): a producer dies holding a
+# slot with one message behind it; consumer A, waiting in pop_wait since
+# before the death, stops at recover_locked (the dead producer's byte taken,
+# its claim not yet released):
+#   recoverer stopped   another consumer B waits behind it (pop_wait times
+#                 out: the dead claim is not passed while A holds the byte);
+#   recoverer continued A is let go: it finishes and gets the message;
+#   recoverer killed    A is killed inside the recovery: a new consumer
+#                 recovers the claim and gets the message.
 # The last line is "N passed, N failed".
 set -euo pipefail
 case ${1:-} in
@@ -198,6 +207,60 @@ takeover() {
 	fi
 	stop_ring
 }
+# recoverer HOW: the recover_locked cases above (continued or killed).
+recoverer() {
+	local how=$1 name=/shmring-handover-$$-mpmc-rec-$1 a rca rcb
+	rm -f "$work/stop" "$work/kill"
+	"$prog" create "$name" mpmc "$work/stop" "$work/kill" >"$work/create.out" 2>&1 &
+	creator=$!
+	pids+=("$creator")
+	if ! waitfor "$work/create.out" holding; then
+		bad "recoverer $how: ring set-up: $(cat "$work/create.out")"
+		return
+	fi
+	SHMRING_KILL_AT=recover_locked:1 SHMRING_KILL_SIGNAL=STOP \
+		"$prog" popwait "$name" 5000 >"$work/a.out" 2>&1 &
+	a=$!
+	pids+=("$a")
+	sleep 0.3 # A attached and waits behind the live holder's claim
+	touch "$work/kill"
+	if ! wait_state "$a" T; then
+		bad "recoverer $how: A did not stop at recover_locked (state $(state "$a"), $(cat "$work/a.out"))"
+		kill -KILL "$a" 2>/dev/null || true
+		stop_ring
+		return
+	fi
+	rcb=0
+	timeout 10 "$prog" popwait "$name" 300 >"$work/b.out" 2>&1 || rcb=$?
+	if [[ $rcb == 1 ]]; then
+		ok "recoverer stopped: B waits behind it ($(cat "$work/b.out"): -ETIMEDOUT)"
+	else
+		bad "recoverer stopped: B exit $rcb, $(cat "$work/b.out")"
+	fi
+	if [[ $how == continued ]]; then
+		kill -CONT "$a"
+		rca=0
+		wait "$a" || rca=$?
+		if [[ $rca == 0 ]]; then
+			ok "recoverer continued: A finished the recovery and got the message ($(cat "$work/a.out"))"
+		else
+			bad "recoverer continued: A exit $rca, $(cat "$work/a.out")"
+		fi
+	else
+		kill -KILL "$a"
+		wait "$a" 2>/dev/null || true
+		rcb=0
+		timeout 10 "$prog" popwait "$name" 1000 >"$work/b.out" 2>&1 || rcb=$?
+		if [[ $rcb == 0 ]]; then
+			ok "recoverer killed inside the recovery: a new consumer got the message ($(cat "$work/b.out"))"
+		else
+			bad "recoverer killed: new consumer exit $rcb, $(cat "$work/b.out")"
+		fi
+	fi
+	stop_ring
+}
+recoverer continued
+recoverer killed
 for kind in spsc mpsc; do
 	takeover "$kind" continued
 	takeover "$kind" killed
