@@ -102,8 +102,11 @@ struct shmring_config {
  *        SHMRING_NAME_MAX bytes. Names share one namespace (the one of
  *        shm_open) whatever the backing.
  * @cfg:  the ring's shape; see struct shmring_config. The file is created
- *        exclusively (O_EXCL) with cfg->mode (0600 when 0) and never through a
- *        symlink. The memory is pre-faulted and, unless SHMRING_F_NO_MLOCK,
+ *        unnamed (O_TMPFILE) with cfg->mode (0600 when 0), initialised and
+ *        locked, and only then linked at the name (never replacing a file or
+ *        following a symlink there): of two creators of one name exactly one
+ *        succeeds, and a stopped creator keeps the other waiting for nothing
+ *        (-EEXIST at once). The memory is pre-faulted and, unless SHMRING_F_NO_MLOCK,
  *        locked.
  *
  * Backing (shmring_info() reports which one a ring got): the control block is

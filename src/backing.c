@@ -2,10 +2,12 @@
  * backing.c - the memory under a ring: files, mappings, pre-faulting, locking,
  * and hugepages.
  *
- * A named ring always has its control block in a file in /dev/shm, created
- * O_EXCL and never through a symlink, so the name lives in the one namespace
- * of shm_open whatever backs the slots: two creators of one name never both
- * succeed. The slots live in one of:
+ * A named ring always has its control block in a file in /dev/shm, so the
+ * name lives in the one namespace of shm_open whatever backs the slots. The
+ * file is made unnamed (O_TMPFILE), locked, sized and initialised, and only
+ * then linked at the name; linkat never replaces a file or follows a symlink
+ * there, so two creators of one name never both succeed, and nobody sees a
+ * half-made ring under its name. The slots live in one of:
  *   HUGETLBFS     a second file, "shmring.<name>", in a hugetlbfs mount found
  *                 with libhugetlbfs (or $SHMRING_HUGETLBFS_DIR); its path is in
  *                 the header, and attach checks that it is on hugetlbfs, has
@@ -61,27 +63,47 @@ int shm_path(char *buf, size_t len, const char *name)
 	return 0;
 }
 
-/* Create the file exclusively; a symlink at the name is -ELOOP, not -EEXIST. */
-int backing_create_file(const char *path, const char *name, mode_t mode)
+/*
+ * A new, unnamed file in dir (O_TMPFILE), mode applied exactly: nothing can
+ * open it by name until backing_link_file publishes it, so a file that is
+ * still being made up is never seen by another creator or an attacher.
+ */
+int backing_tmpfile(const char *dir, mode_t mode)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		if (errno == EEXIST) {
-			struct stat st;
-			if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-				return err_set(-ELOOP, "a symbolic link stands at %s", path);
-			return err_set(-EEXIST, "ring %s already exists (%s)", name, path);
-		}
-		return err_sys("cannot create %s", path);
-	}
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys("cannot create an unnamed file in %s (O_TMPFILE)", dir);
 	/* The umask must not narrow or widen what the caller asked for. */
 	if (fchmod(fd, mode) != 0) {
-		int rc = err_sys("cannot set mode %04o on %s", (unsigned)mode, path);
-		unlink(path);
+		int rc = err_sys("cannot set mode %04o on a new file in %s", (unsigned)mode, dir);
 		close(fd);
 		return rc;
 	}
 	return fd;
+}
+
+/*
+ * Give the unnamed file fd the name path, never replacing what stands there:
+ * 0, -EEXIST (a file is there), -ELOOP (a symbolic link is there) or -errno.
+ * Through /proc/self/fd, which needs no privilege (AT_EMPTY_PATH would need
+ * CAP_DAC_READ_SEARCH); AT_EMPTY_PATH is the fallback where /proc is absent.
+ */
+int backing_link_file(int fd, const char *path, const char *name)
+{
+	char self[32];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	int rc = linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+	if (rc != 0 && errno == ENOENT && access("/proc/self/fd", F_OK) != 0)
+		rc = linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH);
+	if (rc == 0)
+		return 0;
+	if (errno == EEXIST) {
+		struct stat st;
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			return err_set(-ELOOP, "a symbolic link stands at %s", path);
+		return err_set(-EEXIST, "ring %s already exists (%s)", name, path);
+	}
+	return err_sys("cannot name %s", path);
 }
 
 int backing_open_file(const char *path, const char *name)
@@ -230,31 +252,45 @@ int hugetlbfs_data_path(char *buf, size_t len, const char *dir, const char *name
 }
 
 /*
- * Create the slot file in hugetlbfs. The control file was created O_EXCL
- * first, so a data file already there is the leftover of a creator that
- * crashed: it is removed and made again, once.
+ * Make the slot file in hugetlbfs, unnamed (O_TMPFILE in dir) and sized:
+ * hugetlbfs_data_link names it once the control file is published, so a
+ * creator that dies before that leaves no file behind (its pages go back to
+ * the pool with its last reference).
  */
-int hugetlbfs_data_create(const char *path, mode_t mode, size_t len)
+int hugetlbfs_data_create(const char *dir, mode_t mode, size_t len)
+{
+	int fd = backing_tmpfile(dir, mode);
+	if (fd < 0)
+		return fd;
+	if (ftruncate(fd, (off_t)len) != 0) {
+		int rc = err_sys("cannot size a slot file in %s to %zu bytes", dir, len);
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/*
+ * Name the slot file. The caller has published the control file, so it owns
+ * the ring's name, and a regular file of ours already at path belongs to no
+ * live ring (a ring's slot file goes with its control file, by reclaim,
+ * unlink or close): it is the leftover of an older crash, removed once.
+ */
+int hugetlbfs_data_link(int fd, const char *path)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
-		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 && errno == EEXIST && attempt == 0) {
-			struct stat st;
-			if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
-				unlink(path);
-			continue;
-		}
-		if (fd < 0)
-			return err_sys("cannot create %s", path);
-		if (fchmod(fd, mode) != 0 || ftruncate(fd, (off_t)len) != 0) {
-			int rc = err_sys("cannot set up %s", path);
-			unlink(path);
-			close(fd);
-			return rc;
-		}
-		return fd;
+		char self[32];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		if (linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		struct stat st;
+		if (errno != EEXIST || attempt || lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+		    st.st_uid != geteuid())
+			break;
+		unlink(path);
 	}
-	return err_set(-EEXIST, "%s exists and is not ours", path);
+	return errno == EEXIST ? err_set(-EEXIST, "%s exists and is not ours", path)
+			       : err_sys("cannot name %s", path);
 }
 
 /*
@@ -327,29 +363,4 @@ int memfd_ring(size_t page)
 	if (fd < 0)
 		return err_sys("memfd_create%s failed", page ? " (hugetlb)" : "");
 	return fd;
-}
-
-/*
- * Remove "shmring.<name>" from every hugetlbfs mount, where it is a regular
- * file of ours: the slot file a creator made before it died, before its path
- * was published in a header. Called only once the name's control file is
- * gone or dead (the name is one namespace, so that file can belong to no
- * other ring).
- */
-void hugetlbfs_remove_orphans(const char *name)
-{
-	FILE *m = setmntent("/proc/self/mounts", "re");
-	struct mntent ent, *e;
-	char buf[4096], path[SHMRING_PATH_MAX + SHMRING_NAME_MAX];
-	while (m && (e = getmntent_r(m, &ent, buf, sizeof(buf)))) {
-		if (strcmp(e->mnt_type, "hugetlbfs") != 0)
-			continue;
-		struct stat st;
-		int n = snprintf(path, sizeof(path), "%s/shmring.%s", e->mnt_dir, name + 1);
-		if (n > 0 && (size_t)n < sizeof(path) && lstat(path, &st) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_uid == geteuid())
-			unlink(path);
-	}
-	if (m)
-		endmntent(m);
 }

@@ -10,8 +10,10 @@
 
 /* "/dev/shm" + name into buf; -ENAMETOOLONG if it does not fit. */
 SHMRING_HIDDEN int shm_path(char *buf, size_t len, const char *name);
-/* An fd (>= 0) for a new file at path, mode applied exactly; or -errno. */
-SHMRING_HIDDEN int backing_create_file(const char *path, const char *name, mode_t mode);
+/* An fd (>= 0) for a new unnamed file in dir, mode applied exactly; or -errno. */
+SHMRING_HIDDEN int backing_tmpfile(const char *dir, mode_t mode);
+/* Name the unnamed file fd path; -EEXIST or -ELOOP if something stands there. */
+SHMRING_HIDDEN int backing_link_file(int fd, const char *path, const char *name);
 /* An fd (>= 0) for an existing file, no symlink followed; or -errno. */
 SHMRING_HIDDEN int backing_open_file(const char *path, const char *name);
 /* Map len bytes of fd shared, resident and writable; advise THP from thp_off if
@@ -28,10 +30,10 @@ SHMRING_HIDDEN long hugepages_free(size_t size); /* -1 if unknown */
 SHMRING_HIDDEN long hugepages_count(size_t size, const char *what);
 SHMRING_HIDDEN int hugetlbfs_dir_for(size_t page, char *dir, size_t len);
 SHMRING_HIDDEN int hugetlbfs_data_path(char *buf, size_t len, const char *dir, const char *name);
-SHMRING_HIDDEN int hugetlbfs_data_create(const char *path, mode_t mode, size_t len);
+SHMRING_HIDDEN int hugetlbfs_data_create(const char *dir, mode_t mode, size_t len);
+SHMRING_HIDDEN int hugetlbfs_data_link(int fd, const char *path);
 SHMRING_HIDDEN int hugetlbfs_data_open(const char *path, uid_t owner, size_t page, size_t len);
 SHMRING_HIDDEN bool hugetlbfs_path_ok(const char *path, const char *name);
-SHMRING_HIDDEN void hugetlbfs_remove_orphans(const char *name);
 SHMRING_HIDDEN bool thp_shmem_allowed(void);
 SHMRING_HIDDEN int memfd_ring(size_t page);
 

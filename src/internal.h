@@ -68,6 +68,7 @@ struct shmring {
 	uint32_t local_flags; /* this process's choices: NO_MLOCK, NO_HUGEPAGE */
 	uint32_t backing;
 	int fd;
+	int data_fd;          /* create: the unnamed hugetlbfs slot file until it is named */
 	void *map;            /* the control file's mapping (and slots, when in one file) */
 	size_t map_len;
 	void *data_map;       /* a separate slot mapping (hugetlbfs), or NULL */

@@ -15,6 +15,9 @@
  * recover_locked (a push or pop holds a dead claimant's byte, before it
  * releases that claimant's slot claims).
  * pop_before_head (MPSC: the popped slots are EMPTY, head not yet moved).
+ * create_unnamed (a create has joined and filled its unnamed control file,
+ * before naming it), create_named (the control file is named; the slot file
+ * is not yet, and the version is not yet published).
  * The batch forms (src/batch.c) pass push_claimed, the mid-copy points and
  * pop_claimed too (copy_msg, plain memcpy without SHMRING_KILL_POINTS).
  */

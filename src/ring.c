@@ -1,12 +1,19 @@
 /*
  * ring.c - create, attach, close and unlink: the life of a named ring.
  *
- * Initialisation protocol. The creator makes the file (O_EXCL), sizes and
- * maps it, fills every header field and the slot words, and only then stores
- * the layout version with release (I1). An attacher's acquire load of the
- * version (A1) pairs with I1: once it reads a non-zero version, every other
- * header field is final. Until then the attacher keeps waiting (bounded by
- * its timeout) and reports -EINPROGRESS if the version never appears.
+ * Initialisation protocol. The creator makes the control file unnamed
+ * (O_TMPFILE), sizes and maps it, joins as a participant (its lock byte),
+ * fills every header field and the slot words, and then links the file at
+ * the name; linkat fails if anything stands there (-EEXIST: reclaim() may
+ * remove a dead ring once, then one more try). With the name its own, it
+ * names its hugetlbfs slot file, if any, and only then stores the layout
+ * version with release (I1). An attacher's acquire load of the version (A1)
+ * pairs with I1: once it reads a non-zero version, every other header field
+ * is final, and so is the slot file. Until then the attacher keeps waiting
+ * (bounded by its timeout) and reports -EINPROGRESS if the version never
+ * appears. A second creator never sees a file without its creator's lock, so
+ * it cannot take a ring being made for a crashed one; a failing create
+ * unlinks only the inode it linked.
  *
  * Attach trusts nothing: the size comes from fstat, every header field is
  * checked against the others and against the file, and only then are the
@@ -141,6 +148,7 @@ static struct shmring *handle_new(const char *name)
 	struct shmring *r = calloc(1, sizeof(*r));
 	if (r) {
 		r->fd = -1;
+		r->data_fd = -1;
 		r->pid = getpid();
 		snprintf(r->name, sizeof(r->name), "%s", name); /* length checked by check_name */
 	}
@@ -157,6 +165,8 @@ static void handle_free(struct shmring *r)
 		munmap(r->map, r->map_len);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->data_fd >= 0)
+		close(r->data_fd);
 	free(r);
 }
 
@@ -236,7 +246,7 @@ static int try_hugetlbfs(struct shmring *r, size_t hps, uint64_t data_size, mode
 	int rc = hugetlbfs_data_path(r->data_path, sizeof(r->data_path), dir, r->name);
 	if (rc)
 		return rc;
-	int fd = hugetlbfs_data_create(r->data_path, mode, len);
+	int fd = hugetlbfs_data_create(dir, mode, len);
 	if (fd < 0) {
 		r->data_path[0] = 0;
 		return fd;
@@ -248,13 +258,13 @@ static int try_hugetlbfs(struct shmring *r, size_t hps, uint64_t data_size, mode
 		r->data_dev = st.st_dev;
 		r->data_ino = st.st_ino;
 	}
-	close(fd);
 	if (rc) {
-		unlink(r->data_path);
+		close(fd);
 		r->data_path[0] = 0;
 		r->data_map = NULL;
 		return rc == -ENOMEM ? no_hugepages(hps, len, "hugepages ran out while mapping") : rc;
 	}
+	r->data_fd = fd; /* named by shmring_create once the control file is */
 	r->data_len = len;
 	pl->backing = SHMRING_BACKING_HUGETLBFS;
 	pl->page = hps;
@@ -262,7 +272,7 @@ static int try_hugetlbfs(struct shmring *r, size_t hps, uint64_t data_size, mode
 	return 0;
 }
 
-/* Fill the header of a freshly mapped ring and publish it (I1). */
+/* Fill the header of a freshly mapped ring, all but the version (the caller publishes it, I1). */
 static void init_header(struct shmring *r, const struct shmring_config *cfg,
 			const struct geometry *g, const struct plan *pl)
 {
@@ -293,10 +303,10 @@ static void init_header(struct shmring *r, const struct shmring_config *cfg,
 	r->local_flags = cfg->flags & (SHMRING_F_NO_MLOCK | SHMRING_F_NO_HUGEPAGE);
 	if (r->kind != SHMRING_SPSC)
 		mp_init_slots(r, 0);
-	store_release32(&h->version, SHMRING_LAYOUT_VERSION); /* I1, pairs with A1 */
 }
 
 static void data_file_of(const char *path, const char *name, char *out, size_t len);
+static int unlink_if_same(const char *path, dev_t dev, ino_t ino);
 
 /*
  * A ring file already stands at the name. If every participant that ever
@@ -333,9 +343,13 @@ static int reclaim(const char *path, const char *name)
 	} else if (lstat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev) {
 		data_file_of(path, name, data, sizeof(data));
 		if (unlink(path) == 0) {
+			/*
+			 * A creator names its slot file only after its control file,
+			 * whose header already names it: a dead ring's slot file is
+			 * this one or none.
+			 */
 			if (data[0])
 				unlink(data);
-			hugetlbfs_remove_orphans(name); /* a creator that died before publishing */
 			rc = 0;
 		}
 	} else {
@@ -372,39 +386,30 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 	struct plan pl = {.backing = SHMRING_BACKING_SHM, .page = base,
 			  .data_off = SHMRING_CTL_SIZE};
 
-	/* The control file first, O_EXCL: it is what makes the name one namespace. */
-	rc = backing_create_file(path, name, mode);
-	if (rc == -EEXIST && (rc = reclaim(path, name)) == 0)
-		rc = backing_create_file(path, name, mode); /* a crashed ring was removed */
+	/*
+	 * The control file is made unnamed and named last (backing.c): a second
+	 * creator never finds a half-made ring at the name, so it cannot take one
+	 * for a crashed ring and remove it.
+	 */
+	rc = backing_tmpfile("/dev/shm", mode);
 	if (rc < 0)
 		goto fail;
 	r->fd = rc;
 	r->creator = true;
-	/*
-	 * Until the ring is published, hold the reclaim byte: a second creator's
-	 * reclaim() cannot take it, so it cannot mistake this ring (no participant
-	 * yet) for a dead one and unlink it (two creators would both succeed).
-	 */
-	struct flock creating = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
-				 .l_start = (off_t)(SHMRING_LOCK_BASE - 1), .l_len = 1};
-	if (fcntl(r->fd, F_OFD_SETLK, &creating) != 0) {
-		rc = err_sys("cannot lock new ring %s", name);
-		goto fail_unlink;
-	}
 
 	size_t hps = hugepage_request(cfg);
 	bool want_huge = !(cfg->flags & SHMRING_F_NO_HUGEPAGE) && hps > base;
 	if (want_huge && !hugepage_size_supported(hps)) {
 		if (cfg->flags & SHMRING_F_HUGEPAGE) {
 			rc = err_set(-EINVAL, "this kernel offers no %zu kB hugepages", hps / 1024);
-			goto fail_unlink;
+			goto fail;
 		}
 		want_huge = false;
 	}
 	if (want_huge) {
 		rc = try_hugetlbfs(r, hps, g.data_size, mode, lock, &pl);
 		if (rc && (cfg->flags & SHMRING_F_HUGEPAGE))
-			goto fail_unlink;
+			goto fail;
 	}
 	if (pl.backing == SHMRING_BACKING_HUGETLBFS) {
 		pl.ctl_len = (size_t)round_up(SHMRING_CTL_SIZE, base);
@@ -417,33 +422,50 @@ int shmring_create(const char *name, const struct shmring_config *cfg, struct sh
 		pl.ctl_len = (size_t)round_up(pl.data_off + g.data_size, base);
 	}
 	if (ftruncate(r->fd, (off_t)pl.ctl_len) != 0) {
-		rc = err_sys("cannot size %s to %zu bytes", path, pl.ctl_len);
-		goto fail_unlink;
+		rc = err_sys("cannot size the new ring %s to %zu bytes", name, pl.ctl_len);
+		goto fail;
 	}
 	bool locked;
 	rc = backing_map(r->fd, pl.ctl_len, pl.backing == SHMRING_BACKING_SHM_THP ? pl.data_off : 0,
 			 lock, &r->map, &locked);
 	if (rc)
-		goto fail_unlink;
+		goto fail;
 	r->map_len = pl.ctl_len;
 	/* hugetlb slots are never swapped; the control page counts only if mlocked. */
 	r->locked = locked;
-	/* The creator is a participant before the ring is published: a crash from
-	 * here on leaves a ring that a later create can tell is dead. */
+	/*
+	 * The creator is a participant before the name is published: from then
+	 * on a second creator's reclaim() sees a live lock (-EEXIST at once), and
+	 * a crash leaves a ring that a later create can tell is dead.
+	 */
 	r->hdr = r->map;
 	if ((rc = part_join(r)))
-		goto fail_unlink;
+		goto fail;
 	init_header(r, cfg, &g, &pl);
-	creating.l_type = F_UNLCK;
-	(void)fcntl(r->fd, F_OFD_SETLK, &creating);
+	KILL_POINT("create_unnamed");
+	rc = backing_link_file(r->fd, path, name);
+	if (rc == -EEXIST && (rc = reclaim(path, name)) == 0)
+		rc = backing_link_file(r->fd, path, name); /* a crashed ring was removed */
+	if (rc)
+		goto fail;
+	KILL_POINT("create_named");
+	/* The name is ours: now the slot file's name (init_header put it in the header). */
+	if (r->data_fd >= 0) {
+		if ((rc = hugetlbfs_data_link(r->data_fd, r->data_path)))
+			goto fail_unlink;
+		close(r->data_fd);
+		r->data_fd = -1;
+	}
+	store_release32(&r->hdr->version, SHMRING_LAYOUT_VERSION); /* I1, pairs with A1 */
 	handle_track(r, true);
 	*out = r;
 	return 0;
 
-fail_unlink:
-	unlink(path);
-	if (r->data_path[0])
-		unlink(r->data_path);
+fail_unlink:;
+	/* Only the file this create made: the name may hold another ring by now. */
+	struct stat st_mine;
+	if (fstat(r->fd, &st_mine) == 0)
+		(void)unlink_if_same(path, st_mine.st_dev, st_mine.st_ino);
 fail:
 	handle_free(r);
 	return rc;
@@ -527,6 +549,7 @@ int shmring_create_anon(const struct shmring_config *cfg, struct shmring **out)
 	if ((rc = part_join(r)))
 		goto fail;
 	init_header(r, cfg, &g, &pl);
+	store_release32(&r->hdr->version, SHMRING_LAYOUT_VERSION); /* I1, pairs with A1 */
 	handle_track(r, true);
 	*out = r;
 	return 0;
@@ -917,8 +940,6 @@ int shmring_unlink(const char *name)
 	}
 	if (data[0] && unlink(data) != 0 && errno != ENOENT)
 		return err_sys("cannot unlink %s", data);
-	if (!data[0])
-		hugetlbfs_remove_orphans(name);
 	return 0;
 }
 

@@ -160,6 +160,7 @@ else
 		soak/build.sh
 		run_script fault_injection 600 tests/test_faults.sh
 		run_script role_handover 120 tests/test_role_handover.sh
+		run_script repro 180 tests/test_repro.sh
 		run_script leaks 300 tests/test_leaks.sh
 		run_script soak_short 600 soak/run.sh --duration 120
 	fi

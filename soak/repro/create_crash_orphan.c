@@ -1,11 +1,11 @@
 /*
- * create_crash_orphan.c - reproducer: a creator killed inside shmring_create,
- * after it made the ring's hugetlbfs slot file and before it published the
- * ring's header, leaves that file, and the hugepages it holds, behind. A
- * later create of the same name reclaims the dead control file but not the
- * slot file, unless that create itself uses hugetlbfs (its O_EXCL create of
- * the slot file then removes the stale one). shmring_unlink does not remove
- * it either: it finds the slot file's path only in a published header.
+ * create_crash_orphan.c - reproducer (issue #10, defect 12): a creator killed
+ * inside shmring_create, after it made the ring's hugetlbfs slot file and
+ * before it published the ring's header, left that file, and the hugepages
+ * it holds, behind: neither unlink nor a later create without hugepages
+ * removed it. Since creates make both files unnamed and name them only when
+ * they are complete (src/ring.c), a kill leaves nothing, or a dead ring whose
+ * header names its slot file, which unlink and reclaim remove.
  *
  * Needs free hugepages and a hugetlbfs mount named by SHMRING_HUGETLBFS_DIR,
  * e.g. under hugepage/ci-hugepages.sh:
@@ -14,10 +14,11 @@
  *   hugepage/ci-hugepages.sh --pages 16 -- ./create_crash_orphan
  *
  * The child creates a ring with 8 MiB of slots (4 hugepages of 2 MiB, which
- * take milliseconds to pre-fault); the parent watches for the slot file and
- * SIGKILLs the child the moment it appears. Then the name is created again
- * without hugepages and closed, as a user reclaiming the dead ring would.
- * Exit 1 if the slot file (and its pages) outlive all that.
+ * take milliseconds to pre-fault); the parent SIGKILLs it at a random moment
+ * inside create (0 to 1.25 times the time one create takes). Then the name
+ * is unlinked, or created again without hugepages and closed, as a user
+ * cleaning up or reclaiming the dead ring would. Exit 1 if any file (or its
+ * pages) outlives that. Run by tests/test_repro.sh in make check.
  */
 #include <errno.h>
 #include <signal.h>
@@ -44,6 +45,22 @@ static long free_pages(void)
 	return n;
 }
 
+static int kill_during_create(const char *name, const struct shmring_config *cfg, long delay_us)
+{
+	pid_t child = fork();
+	if (child == 0) {
+		struct shmring *r;
+		if (shmring_create(name, cfg, &r) == 0)
+			pause(); /* got through: it dies holding the ring */
+		_exit(3);
+	}
+	struct timespec ts = {.tv_sec = delay_us / 1000000, .tv_nsec = (delay_us % 1000000) * 1000};
+	nanosleep(&ts, NULL);
+	kill(child, SIGKILL);
+	int status;
+	return waitpid(child, &status, 0) == child ? 0 : -1;
+}
+
 int main(void)
 {
 	const char *dir = getenv("SHMRING_HUGETLBFS_DIR");
@@ -58,51 +75,61 @@ int main(void)
 	struct shmring_config cfg = {.kind = SHMRING_SPSC, .msg_size = 64, .capacity = 1u << 17};
 	long before = free_pages();
 
-	pid_t child = fork();
-	if (child == 0) {
-		struct shmring *r;
-		if (shmring_create(name, &cfg, &r) == 0)
-			pause(); /* got through: the parent was too slow */
-		_exit(3);
-	}
-	struct stat st;
+	/* How long a whole create takes here, so that the kills land inside one. */
 	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		if (t1.tv_sec - t0.tv_sec > 5) {
-			fprintf(stderr, "the slot file never appeared (no hugepages?)\n");
-			kill(child, SIGKILL);
-			return 2;
-		}
-	} while (stat(slot, &st) != 0);
-	kill(child, SIGKILL);
-	int status;
-	waitpid(child, &status, 0);
-	printf("creator killed inside create; control file %s: %s; slot file %s: %s\n", ctl,
-	       stat(ctl, &st) == 0 ? "present" : "absent", slot,
-	       stat(slot, &st) == 0 ? "present" : "absent");
-
-	/* What a user does: unlink the dead ring's name; later make the name again. */
-	int rc = shmring_unlink(name);
-	printf("shmring_unlink: %s; slot file: %s\n", rc ? shmring_strerror(rc) : "ok",
-	       stat(slot, &st) == 0 ? "present" : "absent");
-	cfg.flags = SHMRING_F_NO_HUGEPAGE;
-	cfg.capacity = 64;
 	struct shmring *r;
-	rc = shmring_create(name, &cfg, &r);
-	printf("create %s again (no hugepages), then close: %s\n", name,
-	       rc ? shmring_last_error() : "ok");
-	if (rc == 0)
-		shmring_close(r);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = shmring_create(name, &cfg, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rc) {
+		fprintf(stderr, "create with hugepages failed: %s\n", shmring_last_error());
+		return 2;
+	}
+	shmring_close(r);
+	long create_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+	printf("one create takes %ld us; killing creators at 0..%ld us into create\n", create_us,
+	       create_us + create_us / 4);
 
-	int orphan = stat(slot, &st) == 0;
+	int rounds = 40, leaks = 0;
+	struct stat st;
+	srand((unsigned)getpid());
+	for (int i = 0; i < rounds; i++) {
+		long delay = rand() % (create_us + create_us / 4 + 1);
+		if (kill_during_create(name, &cfg, delay))
+			return 2;
+		/* What a user does: unlink the dead ring's name (or shmring rm it). */
+		(void)shmring_unlink(name);
+		if (stat(slot, &st) == 0 || stat(ctl, &st) == 0) {
+			printf("round %d (killed at %ld us): %s left after unlink\n", i, delay,
+			       stat(slot, &st) == 0 ? "slot file" : "control file");
+			leaks++;
+			unlink(slot);
+			unlink(ctl);
+		}
+	}
+	/* And the other way out: the next create of the name reclaims the dead ring. */
+	for (int i = 0; i < rounds / 4; i++) {
+		long delay = rand() % (create_us + create_us / 4 + 1);
+		if (kill_during_create(name, &cfg, delay))
+			return 2;
+		struct shmring_config small = {.kind = SHMRING_SPSC, .msg_size = 64, .capacity = 64,
+					       .flags = SHMRING_F_NO_HUGEPAGE};
+		rc = shmring_create(name, &small, &r);
+		if (rc == 0)
+			shmring_close(r);
+		if (rc || stat(slot, &st) == 0) {
+			printf("reclaiming create after a kill at %ld us: %s\n", delay,
+			       rc ? shmring_last_error() : "the slot file is still there");
+			leaks++;
+			unlink(slot);
+			(void)shmring_unlink(name);
+		}
+	}
 	long after = free_pages();
-	printf("slot file after unlink, create and close: %s; HugePages_Free %ld -> %ld\n",
-	       orphan ? "STILL THERE" : "gone", before, after);
-	if (orphan)
-		unlink(slot); /* clean up after the demonstration */
-	printf("%s\n", orphan ? "BUG: the hugetlbfs slot file of a creator killed inside create leaks"
-			      : "OK: nothing left");
-	return orphan;
+	printf("%d kills inside create: %d left files behind; HugePages_Free %ld -> %ld\n",
+	       rounds + rounds / 4, leaks, before, after);
+	int bad = leaks || after != before;
+	printf("%s\n", bad ? "BUG: a creator killed inside create leaks its files or hugepages"
+			   : "OK: nothing left");
+	return bad;
 }
