@@ -43,9 +43,9 @@
  * stopped: the message the dead one was copying when it died is delivered
  * again to its successor (at-least-once for that one message). A process
  * that is alive but stopped (SIGSTOP, a debugger) is not dead: the slots
- * behind its claim wait for it. No torn message is ever delivered. Every fork
- * costs the child one open, mmap and lock per inherited handle (see
- * shmring_create_anon).
+ * behind its claim wait for it. No torn message is ever delivered. A fork
+ * costs the child one close per inherited handle, and its first push or pop
+ * on each a join (see shmring_create_anon).
  */
 #ifndef SHMRING_H
 #define SHMRING_H
@@ -217,11 +217,17 @@ int shmring_unlink(const char *name);
  * cfg->mode and SHMRING_F_PERSIST have no effect (there is no name).
  *
  * A child made by fork() may use the handle it inherited: at fork the child's
- * copy of every handle becomes a participant of its own (its own file
- * description, lock and mapping), with no role yet, no outstanding zero-copy
- * slot, and not the creator (its close does not unlink). So in SPSC a child
- * cannot push while its parent is the live producer (-EBUSY), and a dead
- * parent is not kept "alive" by its children.
+ * copy of every handle lets go of its parent's liveness lock (one close) and
+ * has no participant entry, no role, no outstanding zero-copy slot, and is
+ * not the creator (its close does not unlink). Its first push or pop joins
+ * as a participant of its own (one open of /proc/self/fd and a lock; -ENOSPC
+ * if the table is full, and the next call tries again), so idle children
+ * take no entry, in SPSC a child cannot push while its parent is the live
+ * producer (-EBUSY), and a dead parent is not kept "alive" by its children.
+ * Nothing is mapped, faulted or locked again at fork: the child uses the
+ * parent's mappings, is not mlocked (locks are not inherited), and takes a
+ * minor page fault on its first touch of each page; a latency-critical child
+ * attaches anew (shmring_attach_fd(shmring_fd(r), ...)) instead.
  * Caller: any thread. Bounded.
  *
  * Returns 0, or -EINVAL, -ENOMEM as for shmring_create, or others from the
@@ -244,7 +250,10 @@ int shmring_attach_fd(int fd, const struct shmring_config *expect, struct shmrin
 /*
  * shmring_fd - the file descriptor behind a handle: the memfd of an unnamed
  * ring (to pass to another process), or the control file of a named one. It
- * stays owned by the handle: do not close it. Returns the fd, or -EINVAL.
+ * stays owned by the handle: do not close it. It carries no liveness lock
+ * (a handle locks a private description), so whoever keeps a copy, or a copy
+ * unread in a socket, never keeps a dead participant alive. Returns the fd,
+ * or -EINVAL.
  */
 int shmring_fd(const struct shmring *r);
 

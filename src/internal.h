@@ -67,7 +67,8 @@ struct shmring {
 	uint32_t ring_flags;  /* as created */
 	uint32_t local_flags; /* this process's choices: NO_MLOCK, NO_HUGEPAGE */
 	uint32_t backing;
-	int fd;
+	int fd;               /* the ring's file: mapped, and handed out by shmring_fd */
+	int lock_fd;          /* private description for this handle's locks (liveness.c) */
 	int data_fd;          /* create: the unnamed hugetlbfs slot file until it is named */
 	void *map;            /* the control file's mapping (and slots, when in one file) */
 	size_t map_len;

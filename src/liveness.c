@@ -8,9 +8,12 @@
  * that is when the process dies, however it dies. "Is participant i alive?"
  * is therefore F_OFD_GETLK on its byte, never a PID (PIDs are reused and
  * differ across PID namespaces; the pid in the entry is only for people).
- * Each handle opens its own file description, so two handles, even in one
- * process, hold separate locks. A forked child that inherits a handle shares
- * its parent's description (and lock): it should attach anew.
+ * The locks are taken on a description private to the handle (lock_fd,
+ * reopened through /proc/self/fd), never on the fd that shmring_fd() hands
+ * out, so a process that received that fd, or an fd still in flight in a
+ * socket, does not keep a dead participant's locks. Two handles, even in one
+ * process, hold separate locks. A forked child closes its copy of the lock
+ * description and joins anew on first use (atfork_child).
  *
  * Roles. SPSC has one producer role and one consumer role, MPSC one consumer
  * role: words in the header holding the participant id of the holder. A
@@ -84,6 +87,16 @@ static off_t lock_byte(uint32_t id)
 }
 
 /*
+ * Where to look at others' locks: the handle's lock description, whose own
+ * locks F_OFD_GETLK does not report; before a forked copy has joined, the
+ * ring's fd, which holds no lock of ours.
+ */
+static int probe_fd(const struct shmring *r)
+{
+	return r->lock_fd >= 0 ? r->lock_fd : r->fd;
+}
+
+/*
  * Mark (or unmark) a transition of this handle's: a read lock on the
  * TRANSITION byte. A handle is used by one thread at a time, so these never
  * nest. Taking it may wait (F_OFD_SETLKW) only behind a claimant's probe,
@@ -95,7 +108,7 @@ static void transition_mark(const struct shmring *r, bool on)
 {
 	struct flock fl = {.l_type = on ? F_RDLCK : F_UNLCK, .l_whence = SEEK_SET,
 			   .l_start = (off_t)TRANSITION_BYTE, .l_len = 1};
-	while (fcntl(r->fd, on ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0 && errno == EINTR)
+	while (fcntl(r->lock_fd, on ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0 && errno == EINTR)
 		;
 }
 
@@ -104,7 +117,7 @@ static bool transition_seen(const struct shmring *r)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
 			   .l_start = (off_t)TRANSITION_BYTE, .l_len = 1};
-	if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0)
+	if (fcntl(probe_fd(r), F_OFD_GETLK, &fl) != 0)
 		return true; /* cannot tell: wait as if there were one */
 	return fl.l_type != F_UNLCK;
 }
@@ -121,7 +134,7 @@ static bool part_lock_dead(const struct shmring *r, uint32_t id)
 	transition_mark(r, true);
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
 			   .l_len = 1};
-	if (fcntl(r->fd, F_OFD_SETLK, &fl) == 0)
+	if (fcntl(r->lock_fd, F_OFD_SETLK, &fl) == 0)
 		return true;
 	transition_mark(r, false);
 	return false;
@@ -132,7 +145,7 @@ static void part_unlock(const struct shmring *r, uint32_t id)
 {
 	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
 			   .l_len = 1};
-	(void)fcntl(r->fd, F_OFD_SETLK, &fl);
+	(void)fcntl(r->lock_fd, F_OFD_SETLK, &fl);
 	transition_mark(r, false);
 }
 
@@ -144,7 +157,7 @@ bool part_alive(const struct shmring *r, uint32_t id)
 		return true; /* our own lock does not conflict with us */
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = lock_byte(id),
 			   .l_len = 1};
-	if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0)
+	if (fcntl(probe_fd(r), F_OFD_GETLK, &fl) != 0)
 		return true; /* cannot tell: never rob a claim on doubt */
 	return fl.l_type != F_UNLCK;
 }
@@ -208,42 +221,24 @@ static void atfork_parent(void)
 }
 
 /*
- * In the child: give each inherited handle its own open file description of
- * the same file (reopened through /proc/self/fd, put in place with dup3 so the
- * fd number stays, and the control mapping made again from it, since a
- * mapping holds its description too), then join as a new participant. The copy forgets its
- * parent's roles, caches and outstanding zero-copy slots, and is no longer
- * the creator (its close does not unlink the parent's ring). Only
- * async-signal-safe calls on the success path: the parent may have threads.
+ * In the child: each inherited handle lets go of its parent's lock
+ * description (closing the child's reference; the parent keeps its own) and
+ * forgets its participant entry, roles, caches, outstanding zero-copy slots,
+ * and that it created the ring (its close does not unlink). Its first push
+ * or pop joins as a participant of its own (role_claim_*), so an idle child
+ * takes no entry and a dead parent is never kept "alive" by a child. Nothing
+ * here can fail, and nothing is mapped, faulted or locked again: the child
+ * keeps the parent's mappings (shared, of r->fd, which holds no lock); mlock
+ * is not inherited, and the child's first touch of each page is a minor
+ * fault. Only async-signal-safe calls: the parent may have threads.
  */
 static void atfork_child(void)
 {
 	for (struct shmring *r = handles; r; r = r->next) {
-		char self[32] = "/proc/self/fd/";
-		char *d = self + strlen(self), digits[12];
-		int n = 0, fd = r->fd;
-		do
-			digits[n++] = (char)('0' + fd % 10);
-		while ((fd /= 10) && n < (int)sizeof(digits));
-		while (n)
-			*d++ = digits[--n];
-		*d = 0;
-		int nfd = open(self, O_RDWR | O_CLOEXEC);
+		if (r->lock_fd >= 0)
+			close(r->lock_fd);
+		r->lock_fd = -1;
 		r->owner = 0;
-		if (nfd >= 0) {
-			dup3(nfd, r->fd, O_CLOEXEC);
-			close(nfd);
-			/*
-			 * The inherited mapping still references the parent's file
-			 * description, and a mapping keeps a description (and its
-			 * OFD locks) alive: map the same range again from our own.
-			 */
-			if (mmap(r->map, r->map_len, PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->fd, 0) != MAP_FAILED &&
-			    !(r->local_flags & SHMRING_F_NO_MLOCK))
-				(void)mlock(r->map, r->map_len); /* locks are not inherited */
-			(void)part_join(r);
-		}
 		r->pid = getpid();
 		r->creator = false;
 		r->is_producer = r->is_consumer = false;
@@ -252,6 +247,25 @@ static void atfork_child(void)
 		r->stuck_word = 0;
 	}
 	pthread_mutex_unlock(&handles_lock);
+}
+
+/*
+ * A forked child's copy joins on first use (see atfork_child). If that fails
+ * (a full table: -ENOSPC), the copy holds nothing and its next push or pop
+ * tries again.
+ */
+static int ensure_joined(struct shmring *r)
+{
+	if (r->owner)
+		return 0;
+	if (r->lock_fd >= 0)
+		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	int rc = part_join(r);
+	if (rc && r->lock_fd >= 0) {
+		close(r->lock_fd);
+		r->lock_fd = -1;
+	}
+	return rc;
 }
 
 static void atfork_register(void)
@@ -281,14 +295,38 @@ void handle_track(struct shmring *r, bool add)
 	pthread_mutex_unlock(&handles_lock);
 }
 
+/*
+ * The handle's private open file description of its ring, for its locks
+ * only: reopened through /proc/self/fd, it is never mapped, never handed out
+ * (shmring_fd returns r->fd) and closed in a forked child, so it, and the
+ * locks on it, go when this process does, whoever keeps r->fd (a receiver
+ * of it over SCM_RIGHTS, a message still in flight, a child).
+ */
+static int lock_fd_open(struct shmring *r)
+{
+	char self[32];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", r->fd);
+	int fd = open(self, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys("ring %s: cannot open a private description for its locks (%s)",
+			       r->name, self);
+	r->lock_fd = fd;
+	return 0;
+}
+
 int part_join(struct shmring *r)
 {
 	struct shmring_hdr *h = r->hdr;
+	if (r->lock_fd < 0) {
+		int rc = lock_fd_open(r);
+		if (rc)
+			return rc;
+	}
 	transition_mark(r, true);
 	for (uint32_t i = 0; i < SHMRING_PARTICIPANTS_MAX; i++) {
 		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
 				   .l_start = lock_byte(i + 1), .l_len = 1};
-		if (fcntl(r->fd, F_OFD_SETLK, &fl) != 0) {
+		if (fcntl(r->lock_fd, F_OFD_SETLK, &fl) != 0) {
 			if (errno == EAGAIN || errno == EACCES)
 				continue; /* a live participant holds it */
 			int rc = err_sys("cannot lock participant byte of ring %s", r->name);
@@ -325,7 +363,7 @@ void part_leave(struct shmring *r)
 	atomic_store_explicit(&r->hdr->part[r->owner - 1].state, 0, memory_order_release);
 	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = lock_byte(r->owner),
 			   .l_len = 1};
-	(void)fcntl(r->fd, F_OFD_SETLK, &fl);
+	(void)fcntl(r->lock_fd, F_OFD_SETLK, &fl);
 	r->owner = 0;
 }
 
@@ -424,8 +462,9 @@ static int role_claim(struct shmring *r, atomic_u32 *role, const char *what)
 
 int role_claim_producer(struct shmring *r)
 {
-	if (!r->owner)
-		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	int jrc = ensure_joined(r);
+	if (jrc)
+		return jrc;
 	if (r->zc_push)
 		return err_set(-EINVAL, "ring %s: a reserved slot is outstanding; commit it first",
 			       r->name);
@@ -442,8 +481,9 @@ int role_claim_producer(struct shmring *r)
 
 int role_claim_consumer(struct shmring *r)
 {
-	if (!r->owner)
-		return err_set(-EINVAL, "ring %s: handle has no participant entry", r->name);
+	int jrc = ensure_joined(r);
+	if (jrc)
+		return jrc;
 	if (r->zc_pop)
 		return err_set(-EINVAL, "ring %s: a peeked slot is outstanding; release it first",
 			       r->name);

@@ -148,6 +148,7 @@ static struct shmring *handle_new(const char *name)
 	struct shmring *r = calloc(1, sizeof(*r));
 	if (r) {
 		r->fd = -1;
+		r->lock_fd = -1;
 		r->data_fd = -1;
 		r->pid = getpid();
 		snprintf(r->name, sizeof(r->name), "%s", name); /* length checked by check_name */
@@ -165,6 +166,8 @@ static void handle_free(struct shmring *r)
 		munmap(r->map, r->map_len);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
 	if (r->data_fd >= 0)
 		close(r->data_fd);
 	free(r);

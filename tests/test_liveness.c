@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -89,6 +90,15 @@ static void wait_ready(void)
 		assert_true(now_ns() < end);
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* In a child of this test: wait (bounded) for a grandchild's readiness byte. */
+static void wait_ready_in_child(void)
+{
+	struct pollfd p = {.fd = ready_pipe[0], .events = POLLIN};
+	char c;
+	if (poll(&p, 1, 10000) != 1 || read(ready_pipe[0], &c, 1) != 1)
+		_exit(7);
 }
 
 static void kill_and_reap(pid_t pid)
@@ -386,6 +396,9 @@ static void test_end_of_stream_is_epipe_once_no_producer_lives(void **s)
 }
 
 
+/* The forked grandchild reads one byte here (bounded) before it exits. */
+static int hold_pipe[2];
+
 static void reserve_fork_worker_then_hold(const char *name)
 {
 	struct shmring *r = NULL;
@@ -394,10 +407,10 @@ static void reserve_fork_worker_then_hold(const char *name)
 	void *slot;
 	if (shmring_reserve(r, &slot))
 		_exit(3);
-	pid_t w = fork(); /* a worker that keeps the inherited handle, and lives on */
+	pid_t w = fork(); /* a worker that uses the inherited handle, then goes */
 	if (w == 0) {
 		unsigned char m[64] = {0};
-		/* The copy is a participant of its own: the parent's slot stays the parent's. */
+		/* The copy joins as a participant of its own: the parent's slot stays the parent's. */
 		int rc = shmring_try_push(r, m);
 		_exit(rc == 0 ? 0 : 10);
 	}
@@ -407,9 +420,18 @@ static void reserve_fork_worker_then_hold(const char *name)
 		_exit(4);
 	pid_t w2 = fork();
 	if (w2 == 0) {
-		sleep(2); /* outlives its parent, holding the inherited handle, then goes */
-		_exit(0);
+		/* Outlives its parent holding the inherited handle, which it used once. */
+		unsigned char m[64] = {1};
+		if (shmring_try_push(r, m))
+			_exit(5);
+		say_ready();
+		struct pollfd p = {.fd = hold_pipe[0], .events = POLLIN};
+		char c;
+		if (poll(&p, 1, 10000) == 1 && read(hold_pipe[0], &c, 1) == 1)
+			_exit(0);
+		_exit(6);
 	}
+	wait_ready_in_child();
 	say_ready();
 	hold_forever();
 }
@@ -417,28 +439,35 @@ static void reserve_fork_worker_then_hold(const char *name)
 static void test_forked_worker_does_not_keep_a_dead_parent_alive(void **s)
 {
 	(void)s;
+	assert_int_equal(pipe(hold_pipe), 0);
 	const char *name = test_name();
 	struct shmring *r = make(name, SHMRING_MPSC, 8, 0);
 	pid_t pid = child(reserve_fork_worker_then_hold, name);
 	wait_ready();
-	/* The worker's push is behind the parent's reservation. */
+	/* The workers' pushes are behind the parent's reservation. */
 	unsigned char m[64];
 	assert_int_equal(shmring_try_pop(r, m), -EAGAIN);
-	kill_and_reap(pid); /* the worker (its child) lives on, holding a copy */
+	kill_and_reap(pid); /* the second worker (its child) lives on, holding a copy */
 	int64_t t0 = now_ns();
 	assert_int_equal(shmring_pop_wait(r, m, 5 * SEC), 0);
 	assert_true(now_ns() - t0 < 1 * SEC);
+	assert_int_equal(shmring_pop_wait(r, m, 5 * SEC), 0);
 	assert_int_equal(atomic_load(&r->hdr->counters.skipped), 1);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	/*
-	 * Alive: this test's handle, and the worker's two copies (it inherited its
-	 * parent's handle and the parent's own copy of ours, and each became a
-	 * participant of its own at fork). The dead parent's entries are not.
+	 * Alive: this test's handle, and the second worker's copy of its parent's
+	 * handle, which it used (a copy joins as a participant of its own on its
+	 * first push or pop). Its copy of this test's handle, never used, holds
+	 * no entry; the dead parent's entries are not alive.
 	 */
 	print_message("after the parent's death: %u participants, %u alive\n", st.participants,
 		      st.alive);
-	assert_int_equal(st.alive, 3);
+	assert_int_equal(st.alive, 2);
+	char c = 'x';
+	assert_int_equal(write(hold_pipe[1], &c, 1), 1);
+	close(hold_pipe[0]);
+	close(hold_pipe[1]);
 	assert_int_equal(shmring_close(r), 0);
 }
 
